@@ -1,0 +1,1 @@
+//! Couplings for flow matching: independent, exact optimal transport (fast assignment), entropic (Sinkhorn).

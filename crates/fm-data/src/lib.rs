@@ -1,0 +1,1 @@
+//! Toy 2-D distributions and user data files (CSV, .npy) for flow matching.

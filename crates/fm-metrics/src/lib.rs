@@ -1,0 +1,1 @@
+//! Metrics for flow matching: W1/W2 by exact OT, MMD, likelihood by change of variables, path energy.
