@@ -43,5 +43,8 @@ mod tests {
         assert_eq!(first, again.random::<u64>());
         let other: u64 = seeded(1).random();
         assert_ne!(first, other);
+        // Pinned once from this implementation; a silent change of the stream breaks them.
+        assert_eq!(first, 0xb585_f767_a79a_3b6c);
+        assert_eq!(other, 0x6709_4cea_8ca4_0db1);
     }
 }
