@@ -1,12 +1,97 @@
 //! `cargo xtask …`: project automation.
+//!
+//! * `cargo xtask bench [--quick] [--out docs/benchmarks.md]`: runs the criterion benches of the
+//!   workspace and prints one table of medians, with the in-run baseline ratio where one exists.
+//! * `cargo xtask reproduce [--quick] [--seeds N] [--out docs/results.md]`: the 2-D table of
+//!   Tong et al. (AISTATS 2024) and the flow-matching vs score-matching comparison, through the
+//!   `fm` binary.
 
-fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1);
-    match task.as_deref() {
-        None | Some("help") => {
-            println!("cargo xtask <task>\n\ntasks: (none yet)");
+mod bench;
+mod reproduce;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const HELP: &str = "cargo xtask <task> [options]
+
+tasks:
+  bench [--quick] [--out FILE]              run the criterion benches, print one summary table
+  reproduce [--quick] [--seeds N] [--out FILE]
+                                            reproduce the published 2-D results table
+  help                                      this text";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, r)) => (t.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    match task {
+        "help" | "--help" | "-h" => {
+            println!("{HELP}");
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown xtask `{other}`; run `cargo xtask help`"),
+        "bench" => bench::run(rest),
+        "reproduce" => reproduce::run(rest),
+        other => bail!("unknown xtask `{other}`; run `cargo xtask help`"),
     }
+}
+
+/// The workspace root (the parent of the xtask crate).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing with its name if it fails.
+pub(crate) fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The value following `--name` in `args`, if present.
+pub(crate) fn flag_value(args: &[String], name: &str) -> Result<Option<String>> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => args
+            .get(i + 1)
+            .cloned()
+            .map(Some)
+            .with_context(|| format!("{name} needs a value")),
+    }
+}
+
+/// A one-line description of this machine for result tables.
+pub(crate) fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {cores} cores, {}", std::env::consts::OS)
+}
+
+/// Writes `text` to `path` atomically (temp file + rename).
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
 }
