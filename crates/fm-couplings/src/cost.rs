@@ -1,0 +1,183 @@
+//! Cost matrices between two batches of points.
+use crate::CouplingError;
+use ndarray::{Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+/// Above this many `n · m · d` multiply-adds the cost matrix is filled in parallel with rayon.
+const PARALLEL_WORK: usize = 1 << 16;
+
+/// Checks two batches for a coupling: both non-empty, finite, with the same number of columns.
+pub(crate) fn check_pair(x_0: ArrayView2<f64>, x_1: ArrayView2<f64>) -> Result<(), CouplingError> {
+    fm_core::shape::check_nonempty("x_0", x_0)?;
+    fm_core::shape::check_batch("x_1", x_1, x_0.ncols())?;
+    fm_core::shape::check_finite("x_0", x_0)?;
+    fm_core::shape::check_finite("x_1", x_1)?;
+    Ok(())
+}
+
+/// The squared Euclidean cost matrix `C[i, j] = ‖x_0[i] − x_1[j]‖²`, shape `(n, m)`.
+///
+/// `x_0` is `(n, d)` and `x_1` is `(m, d)`; both must be non-empty and finite with the same `d`
+/// (any `d ≥ 1`). Each entry is summed coordinate by coordinate (not by the `‖a‖² + ‖b‖² − 2a·b`
+/// expansion), so it is never negative and exactly zero for equal points. Rows are filled in
+/// parallel with rayon when the matrix is large; the result does not depend on the thread count.
+///
+/// ```
+/// use ndarray::array;
+/// let c = fm_couplings::sq_euclidean_cost(array![[0.0, 0.0]].view(), array![[3.0, 4.0], [0.0, 1.0]].view()).unwrap();
+/// assert_eq!(c, array![[25.0, 1.0]]);
+/// ```
+pub fn sq_euclidean_cost(
+    x_0: ArrayView2<f64>,
+    x_1: ArrayView2<f64>,
+) -> Result<Array2<f64>, CouplingError> {
+    check_pair(x_0, x_1)?;
+    let (n, d) = x_0.dim();
+    let m = x_1.nrows();
+    let mut cost = Array2::<f64>::zeros((n, m));
+    // Contiguous copies so the inner loop runs over slices.
+    let a = x_0.as_standard_layout();
+    let b = x_1.as_standard_layout();
+    let a = a.as_slice().expect("standard layout");
+    let b = b.as_slice().expect("standard layout");
+    let fill_row = |i: usize, row: &mut [f64]| {
+        let xi = &a[i * d..(i + 1) * d];
+        for (j, out) in row.iter_mut().enumerate() {
+            let yj = &b[j * d..(j + 1) * d];
+            let mut s = 0.0;
+            for k in 0..d {
+                let diff = xi[k] - yj[k];
+                s += diff * diff;
+            }
+            *out = s;
+        }
+    };
+    let rows = cost.as_slice_mut().expect("fresh array is contiguous");
+    if n * m * d >= PARALLEL_WORK {
+        rows.par_chunks_mut(m)
+            .enumerate()
+            .for_each(|(i, row)| fill_row(i, row));
+    } else {
+        rows.chunks_mut(m)
+            .enumerate()
+            .for_each(|(i, row)| fill_row(i, row));
+    }
+    Ok(cost)
+}
+
+/// [`sq_euclidean_cost`] divided by its largest entry (TorchCFM's `normalize_cost=True`), so the
+/// entries lie in `[0, 1]`. A matrix of zeros (all points equal) is returned unchanged.
+///
+/// Normalising does not change the optimal assignment, only the scale on which an entropic
+/// regularisation `ε` acts.
+///
+/// ```
+/// use ndarray::array;
+/// let c = fm_couplings::sq_euclidean_cost_normalized(array![[0.0], [1.0]].view(), array![[2.0]].view()).unwrap();
+/// assert_eq!(c, array![[1.0], [0.25]]);
+/// ```
+pub fn sq_euclidean_cost_normalized(
+    x_0: ArrayView2<f64>,
+    x_1: ArrayView2<f64>,
+) -> Result<Array2<f64>, CouplingError> {
+    let mut cost = sq_euclidean_cost(x_0, x_1)?;
+    normalize_by_max(&mut cost);
+    Ok(cost)
+}
+
+/// Divides `cost` in place by its largest entry when that entry is positive (and finite).
+pub fn normalize_by_max(cost: &mut Array2<f64>) {
+    let max = cost.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if max.is_finite() && max > 0.0 {
+        cost.mapv_inplace(|c| c / max);
+    }
+}
+
+/// Checks a cost matrix for the solvers: non-empty, finite, rows ≤ columns (when `need_rows_le_cols`),
+/// and a spread `max − min` small enough that dual potentials stay finite. Returns `(min, max)`.
+pub(crate) fn check_cost(
+    cost: ArrayView2<f64>,
+    need_rows_le_cols: bool,
+) -> Result<(f64, f64), CouplingError> {
+    let (n, m) = cost.dim();
+    if n == 0 || m == 0 {
+        return Err(fm_core::CoreError::Empty {
+            what: "cost matrix".into(),
+        }
+        .into());
+    }
+    if need_rows_le_cols && n > m {
+        return Err(CouplingError::TooManyRows {
+            what: "cost matrix".into(),
+            rows: n,
+            cols: m,
+        });
+    }
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for (i, row) in cost.axis_iter(Axis(0)).enumerate() {
+        for (j, &c) in row.iter().enumerate() {
+            if !c.is_finite() {
+                return Err(CouplingError::NonFiniteCost {
+                    row: i,
+                    col: j,
+                    value: c,
+                });
+            }
+            lo = lo.min(c);
+            hi = hi.max(c);
+        }
+    }
+    let range = hi - lo;
+    let limit = MAX_COST_RANGE / (n.max(m) as f64);
+    if !(range <= limit) {
+        return Err(CouplingError::CostRange { range, limit });
+    }
+    Ok((lo, hi))
+}
+
+/// The largest `n · (max − min)` of a cost matrix the solvers accept: dual potentials are bounded
+/// by about `n` times the spread, and must stay far from overflow.
+pub(crate) const MAX_COST_RANGE: f64 = 1e250;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn matches_a_direct_loop_in_10d_and_in_parallel() {
+        let mut rng = fm_core::rng::seeded(4);
+        let normal = fm_core::StandardNormal::new(10).unwrap();
+        let a = normal.sample(70, &mut rng);
+        let b = normal.sample(120, &mut rng);
+        let c = sq_euclidean_cost(a.view(), b.view()).unwrap();
+        assert_eq!(c.dim(), (70, 120));
+        for i in [0, 13, 69] {
+            for j in [0, 77, 119] {
+                let want: f64 = (&a.row(i) - &b.row(j)).mapv(|v| v * v).sum();
+                assert!((c[[i, j]] - want).abs() <= 1e-12 * want.max(1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_batches() {
+        let ok = array![[0.0, 1.0]];
+        assert!(sq_euclidean_cost(Array2::zeros((0, 2)).view(), ok.view()).is_err());
+        assert!(sq_euclidean_cost(ok.view(), array![[1.0, 2.0, 3.0]].view()).is_err());
+        assert!(sq_euclidean_cost(ok.view(), array![[f64::NAN, 2.0]].view()).is_err());
+        assert!(sq_euclidean_cost(array![[f64::INFINITY, 2.0]].view(), ok.view()).is_err());
+    }
+
+    #[test]
+    fn normalised_cost_has_max_one_and_zero_matrix_stays_zero() {
+        let c =
+            sq_euclidean_cost_normalized(array![[0.0], [3.0]].view(), array![[1.0], [5.0]].view())
+                .unwrap();
+        assert_eq!(c.iter().copied().fold(0.0, f64::max), 1.0);
+        assert_eq!(c[[1, 1]], 4.0 / 25.0);
+        let z = sq_euclidean_cost_normalized(array![[1.0]].view(), array![[1.0]].view()).unwrap();
+        assert_eq!(z, array![[0.0]]);
+    }
+}
