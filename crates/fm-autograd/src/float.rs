@@ -141,13 +141,14 @@ fn exp_f32(x: f32) -> f32 {
     let n = k - MAGIC;
     let ni = (k.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let er = p * r * r + r + 1.0;
+    // P(r) = 0.5 + c1 r + … + c5 r^5 by Estrin's scheme (short dependency chains).
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let p01 = 0.5 + 1.666_666_5e-1 * r;
+    let p23 = 4.166_579_6e-2 + 8.333_452e-3 * r;
+    let p45 = 1.398_2e-3 + 1.987_569_1e-4 * r;
+    let p = p01 + r2 * p23 + r4 * p45;
+    let er = p * r2 + r + 1.0;
     let scale = f32::from_bits(((ni + 127) as u32) << 23);
     let y = er * scale;
     if x.is_nan() { x } else { y }

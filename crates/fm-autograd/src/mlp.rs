@@ -144,6 +144,36 @@ struct Work<F> {
     out: Vec<F>,
     ga: Vec<F>,
     gb: Vec<F>,
+    wt: Vec<F>,
+}
+
+/// Layers with at most this many inputs or outputs skip the general matrix product for
+/// direct row loops (packing costs more than the product for such thin shapes).
+const THIN: usize = 8;
+
+/// `y += a x`.
+#[inline(always)]
+fn axpy<F: Float>(y: &mut [F], a: F, x: &[F]) {
+    y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
+}
+
+/// `Σ a_i b_i` with eight partial sums (vectorisable).
+#[inline(always)]
+fn dot<F: Float>(a: &[F], b: &[F]) -> F {
+    let mut acc = [F::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let rest: F = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().copied().sum::<F>() + rest
 }
 
 fn view<F>(v: &[F], rows: usize, cols: usize) -> ArrayView2<'_, F> {
@@ -152,6 +182,37 @@ fn view<F>(v: &[F], rows: usize, cols: usize) -> ArrayView2<'_, F> {
 
 fn view_mut<F>(v: &mut [F], rows: usize, cols: usize) -> ArrayViewMut2<'_, F> {
     ArrayViewMut2::from_shape((rows, cols), &mut v[..rows * cols]).expect("buffer sized")
+}
+
+/// SELU in two simple passes per block of 64 (the exponentials first), which the compiler
+/// vectorises; same values as [`Activation::eval`].
+fn selu_inplace<F: Float>(h: &mut [F], mut d: Option<&mut [F]>) {
+    let l = F::from_f64(crate::SELU_LAMBDA);
+    let la = F::from_f64(crate::SELU_LAMBDA * crate::SELU_ALPHA);
+    let zero = F::zero();
+    let mut e = [zero; 64];
+    for (b, hb) in h.chunks_mut(64).enumerate() {
+        let e = &mut e[..hb.len()];
+        for (e, &z) in e.iter_mut().zip(hb.iter()) {
+            *e = (if z > zero { zero } else { z }).exp();
+        }
+        if let Some(d) = d.as_deref_mut() {
+            for ((db, &e), &z) in d[b * 64..b * 64 + hb.len()]
+                .iter_mut()
+                .zip(e.iter())
+                .zip(hb.iter())
+            {
+                *db = if z > zero { l } else { la * e };
+            }
+        }
+        for (z, &e) in hb.iter_mut().zip(e.iter()) {
+            *z = if *z > zero {
+                l * *z
+            } else {
+                la * (e - F::one())
+            };
+        }
+    }
 }
 
 fn act_inplace<F: Float>(act: Activation, h: &mut [F], d: Option<&mut [F]>) {
@@ -168,7 +229,7 @@ fn act_inplace<F: Float>(act: Activation, h: &mut [F], d: Option<&mut [F]>) {
         };
     }
     match act {
-        Activation::Selu => go!(Activation::Selu),
+        Activation::Selu => selu_inplace(h, d),
         Activation::Silu => go!(Activation::Silu),
         Activation::Elu => go!(Activation::Elu),
         Activation::Relu => go!(Activation::Relu),
@@ -318,6 +379,7 @@ impl<F: Float> MlpOf<F> {
                     out: z(self.config.dim),
                     ga: z(maxw),
                     gb: z(maxw),
+                    wt: vec![F::zero(); maxw * THIN],
                 }
             }
         }
@@ -363,14 +425,37 @@ impl<F: Float> MlpOf<F> {
             for row in dst.chunks_exact_mut(ly.out) {
                 row.copy_from_slice(self.bias(l));
             }
-            let a = view(&inputs[l], rows, ly.inp);
-            general_mat_mul(
-                F::one(),
-                &a,
-                &self.weight(l).t(),
-                F::one(),
-                &mut view_mut(dst, rows, ly.out),
-            );
+            let a = &inputs[l][..rows * ly.inp];
+            let wl = &self.params[ly.w..ly.b];
+            if ly.inp <= THIN {
+                // z_i += Σ_k h_ik W[:, k]: axpy with the columns of W (copied to rows of `wt`).
+                let wt = &mut w.wt[..ly.inp * ly.out];
+                for k in 0..ly.inp {
+                    for o in 0..ly.out {
+                        wt[k * ly.out + o] = wl[o * ly.inp + k];
+                    }
+                }
+                for (zr, hr) in dst.chunks_exact_mut(ly.out).zip(a.chunks_exact(ly.inp)) {
+                    for (&hk, wk) in hr.iter().zip(wt.chunks_exact(ly.out)) {
+                        axpy(zr, hk, wk);
+                    }
+                }
+            } else if ly.out <= THIN {
+                for (zr, hr) in dst.chunks_exact_mut(ly.out).zip(a.chunks_exact(ly.inp)) {
+                    for (z, wo) in zr.iter_mut().zip(wl.chunks_exact(ly.inp)) {
+                        *z += dot(hr, wo);
+                    }
+                }
+            } else {
+                let a = view(a, rows, ly.inp);
+                general_mat_mul(
+                    F::one(),
+                    &a,
+                    &self.weight(l).t(),
+                    F::one(),
+                    &mut view_mut(dst, rows, ly.out),
+                );
+            }
             if l < last {
                 let dv = if deriv {
                     Some(&mut w.d[l][..rows * ly.out])
@@ -394,17 +479,42 @@ impl<F: Float> MlpOf<F> {
     ) {
         for l in (0..self.layers.len()).rev() {
             let ly = self.layers[l];
-            let g = view(&w.ga, rows, ly.out);
             if let Some(gr) = grads.as_deref_mut() {
-                let h = view(&w.h[l], rows, ly.inp);
                 let gw = &mut gr[ly.w..ly.w + ly.out * ly.inp];
-                general_mat_mul(
-                    F::one(),
-                    &g.t(),
-                    &h,
-                    F::one(),
-                    &mut view_mut(gw, ly.out, ly.inp),
-                );
+                let hs = &w.h[l][..rows * ly.inp];
+                let gs = &w.ga[..rows * ly.out];
+                if ly.out <= THIN {
+                    // gW[o, :] += Σ_i g_io h_i
+                    for (gi, hi) in gs.chunks_exact(ly.out).zip(hs.chunks_exact(ly.inp)) {
+                        for (&go, gwo) in gi.iter().zip(gw.chunks_exact_mut(ly.inp)) {
+                            axpy(gwo, go, hi);
+                        }
+                    }
+                } else if ly.inp <= THIN {
+                    // gWᵀ[k, :] += Σ_i h_ik g_i, accumulated in `wt`, then added transposed.
+                    let wt = &mut w.wt[..ly.inp * ly.out];
+                    wt.iter_mut().for_each(|v| *v = F::zero());
+                    for (gi, hi) in gs.chunks_exact(ly.out).zip(hs.chunks_exact(ly.inp)) {
+                        for (&hk, wk) in hi.iter().zip(wt.chunks_exact_mut(ly.out)) {
+                            axpy(wk, hk, gi);
+                        }
+                    }
+                    for o in 0..ly.out {
+                        for k in 0..ly.inp {
+                            gw[o * ly.inp + k] += wt[k * ly.out + o];
+                        }
+                    }
+                } else {
+                    let g = view(gs, rows, ly.out);
+                    let h = view(hs, rows, ly.inp);
+                    general_mat_mul(
+                        F::one(),
+                        &g.t(),
+                        &h,
+                        F::one(),
+                        &mut view_mut(gw, ly.out, ly.inp),
+                    );
+                }
                 let gbias = &mut gr[ly.b..ly.b + ly.out];
                 for row in w.ga[..rows * ly.out].chunks_exact(ly.out) {
                     gbias.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
@@ -413,9 +523,24 @@ impl<F: Float> MlpOf<F> {
             if l == 0 && !input_grad {
                 break;
             }
-            let g = view(&w.ga, rows, ly.out);
-            let mut gh = view_mut(&mut w.gb, rows, ly.inp);
-            general_mat_mul(F::one(), &g, &self.weight(l), F::zero(), &mut gh);
+            if ly.out <= THIN {
+                // gh_i = Σ_o g_io W[o, :]
+                let wl = &self.params[ly.w..ly.b];
+                let gs = &w.ga[..rows * ly.out];
+                for (ghi, gi) in w.gb[..rows * ly.inp]
+                    .chunks_exact_mut(ly.inp)
+                    .zip(gs.chunks_exact(ly.out))
+                {
+                    ghi.iter_mut().for_each(|v| *v = F::zero());
+                    for (&go, wo) in gi.iter().zip(wl.chunks_exact(ly.inp)) {
+                        axpy(ghi, go, wo);
+                    }
+                }
+            } else {
+                let g = view(&w.ga, rows, ly.out);
+                let mut gh = view_mut(&mut w.gb, rows, ly.inp);
+                general_mat_mul(F::one(), &g, &self.weight(l), F::zero(), &mut gh);
+            }
             if l > 0 {
                 let dv = &w.d[l - 1][..rows * ly.inp];
                 w.gb[..rows * ly.inp]
