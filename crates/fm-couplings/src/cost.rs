@@ -130,7 +130,7 @@ pub(crate) fn check_cost(
     }
     let range = hi - lo;
     let limit = MAX_COST_RANGE / (n.max(m) as f64);
-    if !(range <= limit) {
+    if range.is_nan() || range > limit {
         return Err(CouplingError::CostRange { range, limit });
     }
     Ok((lo, hi))

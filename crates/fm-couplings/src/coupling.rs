@@ -300,7 +300,7 @@ fn cumulative(w: impl Iterator<Item = f64>) -> Vec<f64> {
 /// An index `k` with probability `(cdf[k] − cdf[k−1]) / cdf[last]`; `None` for zero mass.
 fn draw<R: Rng + ?Sized>(cdf: &[f64], rng: &mut R) -> Option<usize> {
     let total = *cdf.last()?;
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return None;
     }
     let u = rng.random::<f64>() * total;
