@@ -1,33 +1,103 @@
-//! The `fm` command-line tool.
+//! The `fm` command-line tool: train flows, sample, evaluate, compute likelihoods and plot.
+//!
+//! Exit codes: 0 on success, 2 on bad usage or bad input (arguments, data files, model files),
+//! 1 on any other failure (a diverging training run, a solver that gives up, a failed write).
+//! With `--json` the last line of stdout is one JSON object with the figures the command printed.
+//! Errors go to stderr as `error: ...`, naming the thing at fault and the fix.
 
-use clap::{Parser, Subcommand};
+mod args;
+mod commands;
+mod plot;
 
-/// Flow matching from the command line.
-#[derive(Parser)]
-#[command(name = "fm", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+use clap::Parser;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// An error caused by the user's input: exit code 2.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// The built-in demo (the README's main job).
-    Demo,
+impl std::error::Error for InputError {}
+
+/// An [`InputError`] as an `anyhow::Error`.
+pub fn input(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(InputError(msg.into()))
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo => {
-            let normal = flow_matching::core::StandardNormal::new(2)?;
-            let x = normal.sample(4, &mut flow_matching::core::rng::seeded(0));
-            println!(
-                "flow-matching {}: the trainer is not built yet.",
-                env!("CARGO_PKG_VERSION")
-            );
-            println!("four draws from the N(0, I) source:\n{x}");
-        }
+/// Checks that the directory of an output path exists (an input error naming it otherwise).
+pub fn check_out_dir(out: &Path) -> anyhow::Result<()> {
+    if out.as_os_str().is_empty() {
+        return Err(input("the output path is empty: give a file name"));
+    }
+    if out.is_dir() {
+        return Err(input(format!(
+            "{}: is a directory, give a file name",
+            out.display()
+        )));
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(input(format!(
+            "{}: the directory {} does not exist: create it first or choose another output path",
+            out.display(),
+            dir.display()
+        )));
     }
     Ok(())
+}
+
+/// The exit code of an error: 2 when the user's input is at fault, 1 otherwise.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    use flow_matching::{data::DataError, train::TrainError};
+    for cause in err.chain() {
+        if cause.downcast_ref::<InputError>().is_some()
+            || cause.downcast_ref::<DataError>().is_some()
+        {
+            return 2;
+        }
+        if let Some(t) = cause.downcast_ref::<TrainError>() {
+            return if t.is_invalid_input() { 2 } else { 1 };
+        }
+    }
+    1
+}
+
+fn main() -> ExitCode {
+    // A panic is a bug: report it in one line, without a backtrace, and exit with 1.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!(
+            "error: internal error ({msg}); this is a bug in fm, please report it with the command you ran"
+        );
+    }));
+    let cli = args::Cli::parse();
+    let json = cli.json;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commands::run(cli)));
+    match result {
+        Ok(Ok(report)) => {
+            if json {
+                println!("{}", serde_json::Value::Object(report));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+        Err(_) => ExitCode::from(1),
+    }
 }

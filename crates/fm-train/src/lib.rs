@@ -1,1 +1,53 @@
-//! Training for flow matching: matchers (path + coupling), the CFM loss, the Trainer, the MLP field bridge and model files.
+//! # fm-train
+//!
+//! Training for flow matching: matchers (a probability path plus a coupling, with TorchCFM's
+//! names), the conditional flow-matching loss, the [`Trainer`], the [`MlpField`] bridge that
+//! makes a trained network an `fm_core::VectorField`, and model and checkpoint files.
+//!
+//! * [`MatcherSpec`] / [`Matcher`]: `icfm`, `otcfm`, `fm`, `sbcfm`, `vp`, `affine` (+ scheduler).
+//! * [`TrainParams`]: checked training settings; [`Trainer`]: the deterministic loop.
+//! * [`ModelFile`] / [`TrainedModel`]: one `.safetensors` file with a versioned JSON config.
+//! * [`MlpField`] / [`ScoreField`]: a trained network as a vector field for the ODE solvers.
+//!
+//! ```
+//! use fm_train::{ArchConfig, MatcherSpec, Objective, Trainer, TrainParams};
+//! use fm_core::VectorField;
+//! let target = fm_data::Dataset::parse("8gaussians", None).unwrap();
+//! let source = fm_data::Dataset::parse("gaussian", Some(2)).unwrap();
+//! let params = TrainParams::default().steps(10).batch(32).seed(1).check().unwrap();
+//! let matcher = MatcherSpec::parse("icfm", Some(0.1), None, None).unwrap();
+//! let out = Trainer::new(source, target, matcher, Objective::Flow, ArchConfig::default(), params)
+//!     .unwrap()
+//!     .run(&mut |_| {})
+//!     .unwrap();
+//! let field = out.model.field(true).unwrap();
+//! assert_eq!(field.dim(), 2);
+//! ```
+
+mod atomic;
+mod checkpoint;
+mod error;
+mod field;
+mod matcher;
+mod matcher_spec;
+mod model;
+mod params;
+mod sampling;
+pub mod tensors;
+mod trained;
+mod trainer;
+
+pub use atomic::write_atomic;
+pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, RunIdentity};
+pub use error::TrainError;
+pub use field::{MlpField, SCORE_ALPHA_FLOOR, ScoreField};
+pub use matcher::{Batch, Matcher, NamedScheduler};
+pub use matcher_spec::{CouplingKind, MatcherKind, MatcherSpec, SCHEDULER_NAMES};
+pub use model::{
+    ArchConfig, CONFIG_KEY, EMA_PREFIX, MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelConfig, ModelFile,
+    Objective, time_columns,
+};
+pub use params::{OptimizerKind, TrainParams, ValidTrainParams};
+pub use sampling::{SampleOptions, sample};
+pub use trained::TrainedModel;
+pub use trainer::{DIVERGENCE_FACTOR, Progress, TrainOutcome, Trainer, batch_rng};

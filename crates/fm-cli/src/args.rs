@@ -1,0 +1,383 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Flow matching from the command line: train a flow from a source to a target distribution,
+/// sample it, evaluate it (W2, MMD, path energy), compute likelihoods and plot.
+///
+/// Start with `fm demo`: it trains OT-CFM from N(0, I) to the moons in a few seconds and writes
+/// the model, samples and plots to ./fm-demo.
+#[derive(Parser, Debug)]
+#[command(name = "fm", version, about, long_about)]
+pub struct Cli {
+    /// Print the figures as one JSON object on the last line of stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a flow (or score) model from a source to a target dataset.
+    Train(Box<TrainArgs>),
+    /// Draw samples from a trained model by integrating its ODE from t = 0 to t = 1.
+    Sample(SampleArgs),
+    /// Compare samples (from a file, or drawn from a model) with a target: W2, MMD, path energy.
+    Eval(EvalArgs),
+    /// Log-likelihood of data under a trained flow (instantaneous change of variables).
+    Likelihood(LikelihoodArgs),
+    /// Draw PNG plots: samples against a target, trajectories, the loss curve.
+    Plot(PlotArgs),
+    /// The main job in one command: OT-CFM from N(0, I) to moons, W2, timings, model, samples and plots.
+    Demo(DemoArgs),
+    /// List the built-in datasets with their parameters.
+    Datasets,
+}
+
+/// `fm train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Source dataset: a built-in name (`fm datasets`) or a .csv/.npy file; `gaussian` takes the target's dimension.
+    #[arg(long, default_value = "gaussian", value_name = "SPEC")]
+    pub source: String,
+    /// Target dataset: a built-in name or a .csv/.npy file.
+    #[arg(long, value_name = "SPEC")]
+    pub target: String,
+    /// Matcher: icfm, otcfm, fm, sbcfm, vp, affine.
+    #[arg(long, default_value = "otcfm", value_name = "NAME")]
+    pub matcher: String,
+    /// σ of the path (σ_min for fm); default: the matcher's TorchCFM default (0, or 1 for sbcfm).
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    pub sigma: Option<f64>,
+    /// Scheduler of the affine matcher: condot, cosine, polynomial:N, vp, linear-vp.
+    #[arg(long, value_name = "NAME")]
+    pub scheduler: Option<String>,
+    /// Coupling: independent, exact, sinkhorn (default: exact for otcfm/sbcfm, independent otherwise).
+    #[arg(long, value_name = "NAME")]
+    pub coupling: Option<String>,
+    /// Objective: flow (flow matching) or score (denoising score matching; affine matcher, gaussian source).
+    #[arg(long, default_value = "flow", value_name = "NAME")]
+    pub objective: String,
+    /// Optimizer steps.
+    #[arg(
+        long,
+        default_value_t = 2000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub steps: i64,
+    /// Batch size.
+    #[arg(
+        long,
+        default_value_t = 256,
+        value_name = "B",
+        allow_negative_numbers = true
+    )]
+    pub batch: i64,
+    /// Learning rate.
+    #[arg(
+        long,
+        default_value_t = 1e-3,
+        value_name = "LR",
+        allow_negative_numbers = true
+    )]
+    pub lr: f64,
+    /// Optimizer: adam or adamw.
+    #[arg(long, default_value = "adam", value_name = "NAME")]
+    pub optimizer: String,
+    /// Weight decay (L2 for adam, decoupled for adamw).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "W",
+        allow_negative_numbers = true
+    )]
+    pub weight_decay: f64,
+    /// Clip gradients to this global norm.
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
+    pub max_grad_norm: Option<f64>,
+    /// Random seed (initialisation, data, times, noise, couplings).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Hidden layer widths, comma separated.
+    #[arg(long, default_value = "64,64,64", value_name = "W,W,...")]
+    pub hidden: String,
+    /// Activation: selu, silu, relu, tanh, elu, gelu, softplus.
+    #[arg(long, default_value = "selu", value_name = "NAME")]
+    pub activation: String,
+    /// Time input of the network: raw (t as a column, as TorchCFM) or fourier:K.
+    #[arg(long, default_value = "raw", value_name = "SPEC")]
+    pub time_features: String,
+    /// Keep an exponential moving average of the weights with this decay (used for sampling).
+    #[arg(long, value_name = "DECAY", allow_negative_numbers = true)]
+    pub ema: Option<f64>,
+    /// Where to write the model (.safetensors).
+    #[arg(long, default_value = "model.safetensors", value_name = "MODEL")]
+    pub out: PathBuf,
+    /// Write a checkpoint every N steps (to MODEL.ckpt unless --checkpoint is given).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub checkpoint_every: Option<i64>,
+    /// Checkpoint file (default: the model path with .ckpt appended).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// Resume from the checkpoint; the result is bit-identical to an uninterrupted run.
+    #[arg(long)]
+    pub resume: bool,
+    /// Record the loss every N steps (the loss curve).
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub log_every: i64,
+    /// Worker threads (results are bit-identical for any number).
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub threads: i64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// ODE solver settings shared by sample, eval and likelihood.
+#[derive(Args, Debug, Clone)]
+pub struct SolverArgs {
+    /// ODE solver: euler, midpoint, heun, rk4, dopri5.
+    #[arg(long, default_value = "euler", value_name = "NAME")]
+    pub solver: String,
+    /// Fixed steps for the fixed-step solvers (default 100).
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub steps: Option<i64>,
+    /// Relative tolerance of an adaptive solver (dopri5; default 1e-5).
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance of an adaptive solver (dopri5; default 1e-5).
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    pub atol: Option<f64>,
+    /// Maximum number of steps an adaptive solver may take before giving up.
+    #[arg(
+        long,
+        default_value_t = 100_000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub max_steps: i64,
+}
+
+/// `fm sample`.
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// The model file written by `fm train`.
+    #[arg(long, value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Number of samples.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub n: i64,
+    /// Solver settings.
+    #[command(flatten)]
+    pub solver: SolverArgs,
+    /// Random seed of the source draw.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Output file (.csv or .npy).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Also write the trajectory: rows (t, x_1..x_d) at 21 evenly spaced times, .csv or .npy.
+    #[arg(long, value_name = "FILE")]
+    pub trajectory: Option<PathBuf>,
+    /// Sample with the raw weights even if the model holds EMA weights.
+    #[arg(long)]
+    pub no_ema: bool,
+}
+
+/// `fm eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Samples to evaluate (.csv or .npy); or give --model.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "model",
+        required_unless_present = "model"
+    )]
+    pub samples: Option<PathBuf>,
+    /// A model to sample from first (also reports path energy, NPE and function evaluations).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+    /// The target: a built-in name or a .csv/.npy file.
+    #[arg(long, value_name = "SPEC")]
+    pub target: String,
+    /// Number of points compared (samples are subsampled or drawn to this size).
+    #[arg(
+        long,
+        default_value_t = 2000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub n: i64,
+    /// Random seed (target draw, source draw).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Solver settings (with --model).
+    #[command(flatten)]
+    pub solver: SolverArgs,
+}
+
+/// `fm likelihood`.
+#[derive(Args, Debug)]
+pub struct LikelihoodArgs {
+    /// The model file written by `fm train`.
+    #[arg(long, value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Data: a built-in name or a .csv/.npy file.
+    #[arg(long, value_name = "SPEC")]
+    pub data: String,
+    /// Points drawn from a built-in dataset (files are used whole).
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub n: i64,
+    /// Exact divergence (the default).
+    #[arg(long, conflicts_with = "hutchinson")]
+    pub exact: bool,
+    /// Hutchinson divergence estimate with K Rademacher probes.
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub hutchinson: Option<i64>,
+    /// Solver settings.
+    #[command(flatten)]
+    pub solver: SolverArgs,
+    /// Random seed (data draw, probes).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Write the per-point log-likelihoods (.csv or .npy).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `fm plot`.
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// What to plot.
+    #[command(subcommand)]
+    pub kind: PlotKind,
+}
+
+/// The kinds of plot.
+#[derive(Subcommand, Debug)]
+pub enum PlotKind {
+    /// Samples (a file, or drawn from a model) against a target.
+    Samples {
+        /// Samples (.csv or .npy).
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "model",
+            required_unless_present = "model"
+        )]
+        samples: Option<PathBuf>,
+        /// Draw the samples from this model instead.
+        #[arg(long, value_name = "MODEL")]
+        model: Option<PathBuf>,
+        /// Target to draw underneath: a built-in name or a file.
+        #[arg(long, value_name = "SPEC")]
+        target: Option<String>,
+        /// Points drawn (from the model and a built-in target).
+        #[arg(
+            long,
+            default_value_t = 2000,
+            value_name = "N",
+            allow_negative_numbers = true
+        )]
+        n: i64,
+        /// Random seed.
+        #[arg(long, default_value_t = 0, value_name = "S")]
+        seed: u64,
+        /// Output PNG.
+        #[arg(long, value_name = "FILE.png")]
+        out: PathBuf,
+    },
+    /// Trajectories from source to target (from a trajectory file or integrated from a model).
+    Trajectories {
+        /// A trajectory file written by `fm sample --trajectory`.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "model",
+            required_unless_present = "model"
+        )]
+        trajectory: Option<PathBuf>,
+        /// Integrate trajectories of this model instead.
+        #[arg(long, value_name = "MODEL")]
+        model: Option<PathBuf>,
+        /// Target to draw underneath.
+        #[arg(long, value_name = "SPEC")]
+        target: Option<String>,
+        /// Number of trajectories (with --model).
+        #[arg(
+            long,
+            default_value_t = 300,
+            value_name = "N",
+            allow_negative_numbers = true
+        )]
+        n: i64,
+        /// Random seed.
+        #[arg(long, default_value_t = 0, value_name = "S")]
+        seed: u64,
+        /// Output PNG.
+        #[arg(long, value_name = "FILE.png")]
+        out: PathBuf,
+    },
+    /// The training loss curve stored in a model file.
+    Loss {
+        /// The model file.
+        #[arg(long, value_name = "MODEL")]
+        model: PathBuf,
+        /// Output PNG.
+        #[arg(long, value_name = "FILE.png")]
+        out: PathBuf,
+    },
+}
+
+/// `fm demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Output directory (created if missing).
+    #[arg(long, default_value = "fm-demo", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Training steps.
+    #[arg(
+        long,
+        default_value_t = 2000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub steps: i64,
+    /// Random seed.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Worker threads.
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub threads: i64,
+}

@@ -1,0 +1,750 @@
+//! The commands: each returns the JSON figures it printed.
+
+use crate::args::{
+    Cli, Command, DemoArgs, EvalArgs, LikelihoodArgs, PlotKind, SampleArgs, SolverArgs, TrainArgs,
+};
+use crate::{check_out_dir, input, plot};
+use anyhow::{Context, Result, bail};
+use flow_matching::data::{Dataset, builtin_names, read_points, write_points};
+use flow_matching::metrics;
+use flow_matching::train::{
+    ArchConfig, MatcherSpec, Objective, OptimizerKind, Progress, SampleOptions, TrainOutcome,
+    TrainParams, TrainedModel, Trainer,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, Axis, Slice};
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The figures of a command, printed as JSON with `--json`.
+pub type Report = Map<String, Value>;
+
+/// Bandwidths of the RBF kernels of the MMD.
+const MMD_BANDWIDTHS: [f64; 5] = [0.1, 0.5, 1.0, 2.0, 5.0];
+
+/// Runs the command.
+pub fn run(cli: Cli) -> Result<Report> {
+    let json = cli.json;
+    match cli.command {
+        Command::Train(a) => train(*a, json),
+        Command::Sample(a) => sample(a),
+        Command::Eval(a) => eval(a),
+        Command::Likelihood(a) => likelihood(a),
+        Command::Plot(a) => plot_cmd(a.kind),
+        Command::Demo(a) => demo(a, json),
+        Command::Datasets => datasets(),
+    }
+}
+
+/// A positive count from a signed flag value.
+fn count(name: &str, v: i64, max: i64) -> Result<usize> {
+    if v < 1 || v > max {
+        bail!(input(format!(
+            "invalid --{name} {v}: give a whole number between 1 and {max}"
+        )));
+    }
+    Ok(v as usize)
+}
+
+fn parse_hidden(s: &str) -> Result<Vec<usize>> {
+    let s = s.trim();
+    if s.is_empty() || s == "none" {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|w| {
+            w.trim().parse::<usize>().ok().filter(|w| (1..=65_536).contains(w)).ok_or_else(|| {
+                input(format!(
+                    "invalid --hidden {s}: give comma-separated layer widths between 1 and 65536, e.g. 64,64,64"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Source and target datasets of equal dimension (`gaussian` takes the other side's).
+fn datasets_pair(source: &str, target: &str) -> Result<(Dataset, Dataset)> {
+    let is_gauss = |s: &str| s.trim().split(':').next() == Some("gaussian");
+    let (src, tgt) = if is_gauss(target) && !is_gauss(source) {
+        let src = Dataset::parse(source, None).with_context(|| format!("--source {source}"))?;
+        let tgt = Dataset::parse(target, Some(src.dim()))
+            .with_context(|| format!("--target {target}"))?;
+        (src, tgt)
+    } else {
+        let tgt = Dataset::parse(target, None).with_context(|| format!("--target {target}"))?;
+        let hint = if is_gauss(source) {
+            Some(tgt.dim())
+        } else {
+            None
+        };
+        let src = Dataset::parse(source, hint).with_context(|| format!("--source {source}"))?;
+        (src, tgt)
+    };
+    Ok((src, tgt))
+}
+
+fn progress_bar(steps: u64, start: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(steps);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps  {per_sec}  loss {msg}  eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_position(start);
+    pb
+}
+
+struct TrainSetup {
+    trainer: Trainer,
+    steps: usize,
+}
+
+fn train_setup(a: &TrainArgs, checkpoint: Option<PathBuf>) -> Result<TrainSetup> {
+    let steps = count("steps", a.steps, 100_000_000)?;
+    let batch = count("batch", a.batch, 1 << 20)?;
+    let log_every = count("log-every", a.log_every, 100_000_000)?;
+    let threads = count("threads", a.threads, 1024)?;
+    let checkpoint_every = a
+        .checkpoint_every
+        .map(|c| count("checkpoint-every", c, 100_000_000))
+        .transpose()?;
+    let params = TrainParams::default()
+        .steps(steps)
+        .batch(batch)
+        .lr(a.lr)
+        .optimizer(OptimizerKind::parse(&a.optimizer)?)
+        .weight_decay(a.weight_decay)
+        .max_grad_norm(a.max_grad_norm)
+        .ema(a.ema)
+        .seed(a.seed)
+        .log_every(log_every)
+        .checkpoint_every(checkpoint_every)
+        .threads(threads)
+        .check()?;
+    let matcher = MatcherSpec::parse(
+        &a.matcher,
+        a.sigma,
+        a.scheduler.as_deref(),
+        a.coupling.as_deref(),
+    )?;
+    let objective = Objective::parse(&a.objective)?;
+    let arch = ArchConfig {
+        dim: 0,
+        hidden: parse_hidden(&a.hidden)?,
+        activation: a.activation.clone(),
+        time_features: a.time_features.clone(),
+    };
+    let (source, target) = datasets_pair(&a.source, &a.target)?;
+    let mut trainer = Trainer::new(source, target, matcher, objective, arch, params)?;
+    if let Some(c) = checkpoint {
+        trainer = trainer.checkpoint_path(c);
+    }
+    trainer = trainer.resume(a.resume);
+    Ok(TrainSetup { trainer, steps })
+}
+
+fn run_training(setup: &TrainSetup, quiet: bool) -> Result<TrainOutcome> {
+    let pb = progress_bar(setup.steps as u64, 0, quiet);
+    let mut first = true;
+    let mut on_step = |p: &Progress| {
+        if first {
+            pb.set_position(p.step as u64 - 1);
+            pb.reset_eta();
+            first = false;
+        }
+        pb.inc(1);
+        if p.step % 25 == 0 || p.step == p.steps {
+            pb.set_message(format!("{:.4}", p.loss));
+        }
+    };
+    let out = setup.trainer.run(&mut on_step);
+    pb.finish_and_clear();
+    Ok(out?)
+}
+
+fn train(a: TrainArgs, json: bool) -> Result<Report> {
+    check_out_dir(&a.out)?;
+    let checkpoint = if a.checkpoint_every.is_some() || a.resume || a.checkpoint.is_some() {
+        Some(
+            a.checkpoint
+                .clone()
+                .unwrap_or_else(|| Trainer::default_checkpoint_path(&a.out)),
+        )
+    } else {
+        None
+    };
+    if let Some(c) = &checkpoint {
+        check_out_dir(c)?;
+    }
+    let setup = train_setup(&a, checkpoint.clone())?;
+    let out = run_training(&setup, a.quiet || json)?;
+    out.model.save(&a.out)?;
+    let cfg = &out.model.config;
+    let sps = out.steps_run as f64 / out.wall_seconds.max(1e-9);
+    println!(
+        "trained {} from {} to {}: {} steps ({} this run) in {:.2} s ({:.0} steps/s), final loss {:.4}",
+        cfg.matcher.describe(),
+        cfg.source,
+        cfg.target,
+        cfg.steps_done,
+        out.steps_run,
+        out.wall_seconds,
+        sps,
+        out.final_loss
+    );
+    println!("model written to {}", a.out.display());
+    let mut r = Report::new();
+    r.insert("command".into(), json!("train"));
+    r.insert("model".into(), json!(a.out.display().to_string()));
+    r.insert("matcher".into(), json!(cfg.matcher.kind.name()));
+    r.insert("sigma".into(), json!(cfg.matcher.sigma));
+    r.insert("objective".into(), json!(cfg.objective.name()));
+    r.insert("source".into(), json!(cfg.source));
+    r.insert("target".into(), json!(cfg.target));
+    r.insert("steps".into(), json!(cfg.steps_done));
+    r.insert("steps_run".into(), json!(out.steps_run));
+    r.insert("start_step".into(), json!(out.start_step));
+    r.insert("batch".into(), json!(cfg.training.batch));
+    r.insert("threads".into(), json!(cfg.training.threads));
+    r.insert("wall_seconds".into(), json!(out.wall_seconds));
+    r.insert("steps_per_second".into(), json!(sps));
+    r.insert("final_loss".into(), json!(out.final_loss));
+    r.insert("checkpoints_written".into(), json!(out.checkpoints_written));
+    if let Some(c) = checkpoint {
+        r.insert("checkpoint".into(), json!(c.display().to_string()));
+    }
+    Ok(r)
+}
+
+fn load_model(path: &Path) -> Result<TrainedModel> {
+    Ok(TrainedModel::load(path)?)
+}
+
+fn sample_options(
+    s: &SolverArgs,
+    n: usize,
+    seed: u64,
+    record: usize,
+    use_ema: bool,
+) -> Result<SampleOptions> {
+    Ok(SampleOptions {
+        n,
+        solver: s.solver.clone(),
+        steps: s.steps.map(|k| count("steps", k, 10_000_000)).transpose()?,
+        rtol: s.rtol,
+        atol: s.atol,
+        max_steps: count("max-steps", s.max_steps, 1_000_000_000)?,
+        seed,
+        record,
+        use_ema,
+    })
+}
+
+fn check_points_out(path: &Path, flag: &str) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    if !matches!(ext.as_deref(), Some("csv") | Some("npy")) {
+        bail!(input(format!(
+            "{}: --{flag} must end in .csv or .npy",
+            path.display()
+        )));
+    }
+    check_out_dir(path)
+}
+
+/// Trajectory rows `(t, x_1..x_d)`, one block of `n` rows per recorded time.
+fn trajectory_rows(traj: &[(f64, Array2<f64>)]) -> Array2<f64> {
+    let (n, d) = traj.first().map(|(_, x)| x.dim()).unwrap_or((0, 0));
+    let mut out = Array2::zeros((n * traj.len(), d + 1));
+    for (k, (t, x)) in traj.iter().enumerate() {
+        let mut blk = out.slice_axis_mut(Axis(0), Slice::from(k * n..(k + 1) * n));
+        blk.column_mut(0).fill(*t);
+        blk.slice_axis_mut(Axis(1), Slice::from(1..)).assign(x);
+    }
+    out
+}
+
+fn rows_to_trajectory(rows: &Array2<f64>) -> Result<Vec<(f64, Array2<f64>)>> {
+    if rows.ncols() < 3 {
+        bail!(input(
+            "a trajectory file has rows (t, x_1, ..., x_d) with d >= 2"
+        ));
+    }
+    let mut out: Vec<(f64, Vec<usize>)> = Vec::new();
+    for (i, r) in rows.rows().into_iter().enumerate() {
+        match out.last_mut() {
+            Some((t, idx)) if *t == r[0] => idx.push(i),
+            _ => out.push((r[0], vec![i])),
+        }
+    }
+    let n = out[0].1.len();
+    if out.iter().any(|(_, idx)| idx.len() != n) {
+        bail!(input(
+            "the trajectory file is malformed: every time must hold the same number of points"
+        ));
+    }
+    Ok(out
+        .into_iter()
+        .map(|(t, idx)| {
+            (
+                t,
+                rows.select(Axis(0), &idx)
+                    .slice_axis(Axis(1), Slice::from(1..))
+                    .to_owned(),
+            )
+        })
+        .collect())
+}
+
+fn sample(a: SampleArgs) -> Result<Report> {
+    check_points_out(&a.out, "out")?;
+    if let Some(t) = &a.trajectory {
+        check_points_out(t, "trajectory")?;
+    }
+    let n = count("n", a.n, 100_000_000)?;
+    let model = load_model(&a.model)?;
+    let record = if a.trajectory.is_some() { 21 } else { 0 };
+    let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
+    let start = Instant::now();
+    let (_, sol) = flow_matching::train::sample(&model, &opts)?;
+    let secs = start.elapsed().as_secs_f64();
+    write_points(&a.out, sol.x.view())?;
+    if let Some(t) = &a.trajectory {
+        write_points(t, trajectory_rows(&sol.trajectory).view())?;
+    }
+    println!(
+        "{n} samples with {} in {:.3} s: {} function evaluations ({} steps accepted, {} rejected)",
+        opts.solver, secs, sol.stats.nfe, sol.stats.accepted, sol.stats.rejected
+    );
+    println!("samples written to {}", a.out.display());
+    let mut r = Report::new();
+    r.insert("command".into(), json!("sample"));
+    r.insert("n".into(), json!(n));
+    r.insert("solver".into(), json!(opts.solver));
+    r.insert("nfe".into(), json!(sol.stats.nfe));
+    r.insert("accepted".into(), json!(sol.stats.accepted));
+    r.insert("rejected".into(), json!(sol.stats.rejected));
+    r.insert("seconds".into(), json!(secs));
+    r.insert("out".into(), json!(a.out.display().to_string()));
+    Ok(r)
+}
+
+fn subsample(x: Array2<f64>, n: usize, seed: u64) -> Array2<f64> {
+    if x.nrows() <= n {
+        return x;
+    }
+    let mut rng = flow_matching::core::rng::seeded(seed ^ 0x5eed);
+    let idx = rand::seq::index::sample(&mut rng, x.nrows(), n).into_vec();
+    x.select(Axis(0), &idx)
+}
+
+/// The target's points for comparison: `n` fresh draws from a built-in, or the file's points.
+fn target_points(spec: &str, n: usize, dim: Option<usize>, seed: u64) -> Result<Array2<f64>> {
+    let ds = Dataset::parse(spec, dim).with_context(|| format!("--target {spec}"))?;
+    Ok(match &ds {
+        Dataset::Points(p) => subsample(p.data().clone(), n, seed),
+        _ => {
+            let mut rng = flow_matching::core::rng::seeded(seed.wrapping_add(1_000_003));
+            ds.sample(n, &mut rng)?
+        }
+    })
+}
+
+struct Figures {
+    w2: f64,
+    mmd: f64,
+    n: usize,
+}
+
+fn compare(samples: &Array2<f64>, target: &Array2<f64>) -> Result<Figures> {
+    let n = samples.nrows().min(target.nrows());
+    let (a, b) = (
+        samples.slice_axis(Axis(0), Slice::from(..n)),
+        target.slice_axis(Axis(0), Slice::from(..n)),
+    );
+    let w2 = metrics::w2(a, b)?;
+    let mmd = metrics::mmd_rbf(a, b, &MMD_BANDWIDTHS)?;
+    Ok(Figures { w2, mmd, n })
+}
+
+fn eval(a: EvalArgs) -> Result<Report> {
+    let n = count("n", a.n, 20_000)?;
+    let mut r = Report::new();
+    r.insert("command".into(), json!("eval"));
+    if let Some(path) = &a.samples {
+        let x = read_points(path)?;
+        let x = subsample(x, n, a.seed);
+        let target = target_points(&a.target, x.nrows(), Some(x.ncols()), a.seed)?;
+        let f = compare(&x, &target)?;
+        println!(
+            "W2 = {:.4}   MMD² = {:.3e}   ({} samples vs {} target points)",
+            f.w2, f.mmd, f.n, f.n
+        );
+        r.insert("w2".into(), json!(f.w2));
+        r.insert("mmd".into(), json!(f.mmd));
+        r.insert("n".into(), json!(f.n));
+        return Ok(r);
+    }
+    let Some(model_path) = &a.model else {
+        bail!(input("give --samples FILE or --model MODEL"));
+    };
+    let model = load_model(model_path)?;
+    let dim = model.config.architecture.dim;
+    let opts = sample_options(&a.solver, n, a.seed, 0, true)?;
+    let start = Instant::now();
+    let (x_0, sol) = flow_matching::train::sample(&model, &opts)?;
+    let secs = start.elapsed().as_secs_f64();
+    let target = target_points(&a.target, n, Some(dim), a.seed)?;
+    let f = compare(&sol.x, &target)?;
+    let field = model.field(true)?;
+    let pe = metrics::path_energy(field.as_ref(), x_0.view(), 100)?;
+    let m = x_0.nrows().min(target.nrows());
+    let w2_sq_01 = metrics::w2_sq(
+        x_0.slice_axis(Axis(0), Slice::from(..m)),
+        target.slice_axis(Axis(0), Slice::from(..m)),
+    )?;
+    let npe = metrics::normalized_path_energy(pe, w2_sq_01);
+    println!(
+        "W2 = {:.4}   MMD² = {:.3e}   path energy = {:.4}   W2²(source, target) = {:.4}   NPE = {:.4}",
+        f.w2, f.mmd, pe, w2_sq_01, npe
+    );
+    println!(
+        "{} samples with {}: {} function evaluations in {:.3} s",
+        f.n, opts.solver, sol.stats.nfe, secs
+    );
+    r.insert("w2".into(), json!(f.w2));
+    r.insert("mmd".into(), json!(f.mmd));
+    r.insert("path_energy".into(), json!(pe));
+    r.insert("w2_sq_source_target".into(), json!(w2_sq_01));
+    r.insert("npe".into(), json!(npe));
+    r.insert("nfe".into(), json!(sol.stats.nfe));
+    r.insert("sample_seconds".into(), json!(secs));
+    r.insert("n".into(), json!(f.n));
+    Ok(r)
+}
+
+fn likelihood(a: LikelihoodArgs) -> Result<Report> {
+    if let Some(o) = &a.out {
+        check_points_out(o, "out")?;
+    }
+    let model = load_model(&a.model)?;
+    let dim = model.config.architecture.dim;
+    if !model.config.source.starts_with("gaussian") {
+        bail!(input(format!(
+            "{}: likelihoods need a model trained from --source gaussian (this one's source is {})",
+            a.model.display(),
+            model.config.source
+        )));
+    }
+    let ds = Dataset::parse(&a.data, Some(dim)).with_context(|| format!("--data {}", a.data))?;
+    let n = count("n", a.n, 10_000_000)?;
+    let mut rng = flow_matching::core::rng::seeded(a.seed);
+    let x = match &ds {
+        Dataset::Points(p) => p.data().clone(),
+        _ => ds.sample(n, &mut rng)?,
+    };
+    let divergence = match a.hutchinson {
+        Some(k) => metrics::Divergence::Hutchinson {
+            probes: count("hutchinson", k, 10_000)?,
+            kind: metrics::ProbeKind::Rademacher,
+        },
+        None => metrics::Divergence::Exact,
+    };
+    let steps = a
+        .solver
+        .steps
+        .map(|k| count("steps", k, 10_000_000))
+        .transpose()?;
+    let solver = flow_matching::ode::solver_by_name(&a.solver.solver)?;
+    let adaptive = solver.is_adaptive();
+    let opts = metrics::LikelihoodOptions {
+        solver: a.solver.solver.clone(),
+        steps: if adaptive {
+            steps
+        } else {
+            Some(steps.unwrap_or(100))
+        },
+        rtol: a.solver.rtol.unwrap_or(1e-5),
+        atol: a.solver.atol.unwrap_or(1e-5),
+        divergence,
+    };
+    let field = model.field(true)?;
+    let start = Instant::now();
+    let ll = metrics::log_likelihood(field.as_ref(), x.view(), &opts, &mut rng)?;
+    let secs = start.elapsed().as_secs_f64();
+    let mean = ll.mean();
+    println!(
+        "mean log-likelihood {:.4} nats ({:.4} bits/dim) over {} points; {} function evaluations in {:.3} s",
+        mean,
+        ll.bits_per_dim(),
+        x.nrows(),
+        ll.stats.nfe,
+        secs
+    );
+    if let Some(o) = &a.out {
+        let col = ll.log_p.clone().insert_axis(Axis(1));
+        write_points(o, col.view())?;
+        println!("per-point log-likelihoods written to {}", o.display());
+    }
+    let mut r = Report::new();
+    r.insert("command".into(), json!("likelihood"));
+    r.insert("mean_log_likelihood".into(), json!(mean));
+    r.insert("bits_per_dim".into(), json!(ll.bits_per_dim()));
+    r.insert("n".into(), json!(x.nrows()));
+    r.insert("nfe".into(), json!(ll.stats.nfe));
+    r.insert("seconds".into(), json!(secs));
+    Ok(r)
+}
+
+fn plot_cmd(kind: PlotKind) -> Result<Report> {
+    let mut r = Report::new();
+    r.insert("command".into(), json!("plot"));
+    match kind {
+        PlotKind::Samples {
+            samples,
+            model,
+            target,
+            n,
+            seed,
+            out,
+        } => {
+            let n = count("n", n, 1_000_000)?;
+            let (x, title) = match (&samples, &model) {
+                (Some(s), _) => (read_points(s)?, format!("samples: {}", s.display())),
+                (None, Some(m)) => {
+                    let model = load_model(m)?;
+                    let opts = SampleOptions {
+                        n,
+                        seed,
+                        ..Default::default()
+                    };
+                    let (_, sol) = flow_matching::train::sample(&model, &opts)?;
+                    (
+                        sol.x,
+                        format!(
+                            "{} samples, {}",
+                            model.config.matcher.kind.name(),
+                            model.config.target
+                        ),
+                    )
+                }
+                _ => bail!(input("give --samples FILE or --model MODEL")),
+            };
+            let t = target
+                .as_deref()
+                .map(|t| target_points(t, n, Some(x.ncols()), seed))
+                .transpose()?;
+            plot::samples(&out, x.view(), t.as_ref().map(|t| t.view()), &title)?;
+            r.insert("kind".into(), json!("samples"));
+            r.insert("out".into(), json!(out.display().to_string()));
+            println!("plot written to {}", out.display());
+        }
+        PlotKind::Trajectories {
+            trajectory,
+            model,
+            target,
+            n,
+            seed,
+            out,
+        } => {
+            let n = count("n", n, 100_000)?;
+            let traj = match (&trajectory, &model) {
+                (Some(f), _) => rows_to_trajectory(&read_points(f)?)?,
+                (None, Some(m)) => {
+                    let model = load_model(m)?;
+                    let opts = SampleOptions {
+                        n,
+                        seed,
+                        record: 51,
+                        ..Default::default()
+                    };
+                    flow_matching::train::sample(&model, &opts)?.1.trajectory
+                }
+                _ => bail!(input("give --trajectory FILE or --model MODEL")),
+            };
+            let dim = traj[0].1.ncols();
+            let t = target
+                .as_deref()
+                .map(|t| target_points(t, 2000, Some(dim), seed))
+                .transpose()?;
+            plot::trajectories(&out, &traj, t.as_ref().map(|t| t.view()), "trajectories")?;
+            r.insert("kind".into(), json!("trajectories"));
+            r.insert("out".into(), json!(out.display().to_string()));
+            println!("plot written to {}", out.display());
+        }
+        PlotKind::Loss { model, out } => {
+            let m = load_model(&model)?;
+            plot::loss_curve(
+                &out,
+                &m.config.loss_history,
+                &format!("training loss ({})", m.config.matcher.kind.name()),
+            )?;
+            r.insert("kind".into(), json!("loss"));
+            r.insert("out".into(), json!(out.display().to_string()));
+            println!("plot written to {}", out.display());
+        }
+    }
+    Ok(r)
+}
+
+fn demo(a: DemoArgs, json: bool) -> Result<Report> {
+    let steps = count("steps", a.steps, 10_000_000)?;
+    let threads = count("threads", a.threads, 1024)?;
+    if a.out.exists() && !a.out.is_dir() {
+        bail!(input(format!(
+            "{}: exists and is not a directory: choose another --out",
+            a.out.display()
+        )));
+    }
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create the directory", a.out.display()))?;
+    let total = Instant::now();
+    println!(
+        "fm demo: OT-CFM (σ = 0.1) from N(0, I) to moons, {steps} steps of batch 256, 3×64 SELU MLP, Adam lr 1e-3, seed {}",
+        a.seed
+    );
+    let params = TrainParams::default()
+        .steps(steps)
+        .batch(256)
+        .seed(a.seed)
+        .threads(threads)
+        .check()?;
+    let (source, target) = datasets_pair("gaussian", "moons")?;
+    let matcher = MatcherSpec::parse("otcfm", Some(0.1), None, None)?;
+    let trainer = Trainer::new(
+        source,
+        target,
+        matcher,
+        Objective::Flow,
+        ArchConfig::default(),
+        params,
+    )?;
+    let setup = TrainSetup { trainer, steps };
+    let out = run_training(&setup, json)?;
+    let model_path = a.out.join("model.safetensors");
+    out.model.save(&model_path)?;
+    println!(
+        "trained in {:.2} s ({:.0} steps/s), final loss {:.4}",
+        out.wall_seconds,
+        out.steps_run as f64 / out.wall_seconds.max(1e-9),
+        out.final_loss
+    );
+    let n = 2000;
+    let opts = SampleOptions {
+        n,
+        seed: a.seed.wrapping_add(1),
+        record: 51,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let (_, sol) = flow_matching::train::sample(&out.model, &opts)?;
+    let sample_secs = start.elapsed().as_secs_f64();
+    let samples_path = a.out.join("samples.csv");
+    write_points(&samples_path, sol.x.view())?;
+    let target = target_points("moons", n, Some(2), a.seed)?;
+    let start = Instant::now();
+    let f = compare(&sol.x, &target)?;
+    let eval_secs = start.elapsed().as_secs_f64();
+    println!(
+        "sampled {n} points (Euler, 100 steps, {} evaluations) in {:.3} s; W2 to {n} fresh moons points = {:.4} ({:.3} s)",
+        sol.stats.nfe, sample_secs, f.w2, eval_secs
+    );
+    let p_samples = a.out.join("samples.png");
+    let p_traj = a.out.join("trajectories.png");
+    let p_loss = a.out.join("loss.png");
+    plot::samples(
+        &p_samples,
+        sol.x.view(),
+        Some(target.view()),
+        &format!("OT-CFM samples vs moons (W2 = {:.3})", f.w2),
+    )?;
+    let few: Vec<(f64, Array2<f64>)> = sol
+        .trajectory
+        .iter()
+        .map(|(t, x)| {
+            (
+                *t,
+                x.slice_axis(Axis(0), Slice::from(..300.min(x.nrows())))
+                    .to_owned(),
+            )
+        })
+        .collect();
+    plot::trajectories(
+        &p_traj,
+        &few,
+        Some(target.view()),
+        "OT-CFM trajectories, N(0, I) to moons",
+    )?;
+    plot::loss_curve(
+        &p_loss,
+        &out.model.config.loss_history,
+        "OT-CFM training loss",
+    )?;
+    let total_secs = total.elapsed().as_secs_f64();
+    println!(
+        "wrote {}, {}, {}, {}, {} in {:.2} s total",
+        model_path.display(),
+        samples_path.display(),
+        p_samples.display(),
+        p_traj.display(),
+        p_loss.display(),
+        total_secs
+    );
+    let mut r = Report::new();
+    r.insert("command".into(), json!("demo"));
+    r.insert("steps".into(), json!(steps));
+    r.insert("train_seconds".into(), json!(out.wall_seconds));
+    r.insert(
+        "steps_per_second".into(),
+        json!(out.steps_run as f64 / out.wall_seconds.max(1e-9)),
+    );
+    r.insert("final_loss".into(), json!(out.final_loss));
+    r.insert("w2".into(), json!(f.w2));
+    r.insert("mmd".into(), json!(f.mmd));
+    r.insert("nfe".into(), json!(sol.stats.nfe));
+    r.insert("sample_seconds".into(), json!(sample_secs));
+    r.insert("total_seconds".into(), json!(total_secs));
+    r.insert("out".into(), json!(a.out.display().to_string()));
+    Ok(r)
+}
+
+fn datasets() -> Result<Report> {
+    let mut list = Vec::new();
+    for name in builtin_names() {
+        let toy = flow_matching::data::Toy::named(name);
+        let params = toy
+            .as_ref()
+            .map(|t| {
+                t.params()
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let dim = toy.as_ref().map(|t| t.dim()).unwrap_or(0);
+        println!(
+            "{name:<22} dim {}  {params}",
+            if *name == "gaussian" {
+                "any".to_string()
+            } else {
+                dim.to_string()
+            }
+        );
+        list.push(json!({"name": name, "params": params}));
+    }
+    println!(
+        "files: any .csv (optional header) or .npy (2-D f32/f64) path; `gaussian` takes the other side's dimension"
+    );
+    let mut r = Report::new();
+    r.insert("command".into(), json!("datasets"));
+    r.insert("datasets".into(), Value::Array(list));
+    Ok(r)
+}

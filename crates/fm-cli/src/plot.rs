@@ -1,0 +1,311 @@
+//! PNG plots with plotters (bitmap backend, embedded DejaVu Sans font): samples against the
+//! target, trajectories from source to target, the loss curve.
+
+use anyhow::{Context, Result, bail};
+use ndarray::{Array2, ArrayView2};
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+/// DejaVu Sans (Bitstream Vera licence, see `assets/LICENSE-DejaVuSans.txt`), embedded so plots
+/// need no system fonts or libraries.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+const WIDTH: u32 = 800;
+const HEIGHT: u32 = 800;
+const SAMPLE_COLOR: RGBColor = RGBColor(31, 119, 180);
+const TARGET_COLOR: RGBColor = RGBColor(255, 127, 14);
+const SOURCE_COLOR: RGBColor = RGBColor(60, 60, 60);
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TrueType font compiled into the binary; failure is impossible
+        // in practice and would only lose the labels.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// Checks that the output ends in `.png` and its directory exists; returns the temporary path
+/// the picture is drawn to before it is renamed into place.
+fn temp_png(out: &Path) -> Result<PathBuf> {
+    if out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        != Some("png".into())
+    {
+        bail!(crate::input(format!(
+            "{}: plots are written as PNG: give an output path ending in .png",
+            out.display()
+        )));
+    }
+    crate::check_out_dir(out)?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok(dir.join(format!(".{name}.{}.tmp.png", std::process::id())))
+}
+
+fn finish(tmp: &Path, out: &Path) -> Result<()> {
+    std::fs::rename(tmp, out).with_context(|| format!("{}: cannot write the plot", out.display()))
+}
+
+fn bounds<'a>(sets: impl Iterator<Item = ArrayView2<'a, f64>>) -> ((f64, f64), (f64, f64)) {
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for s in sets {
+        for r in s.rows() {
+            if r[0].is_finite() && r[1].is_finite() {
+                x0 = x0.min(r[0]);
+                x1 = x1.max(r[0]);
+                y0 = y0.min(r[1]);
+                y1 = y1.max(r[1]);
+            }
+        }
+    }
+    if !x0.is_finite() {
+        return ((-1.0, 1.0), (-1.0, 1.0));
+    }
+    // A square window with a 5 % margin, so shapes are not distorted.
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let half = ((x1 - x0).max(y1 - y0) / 2.0).max(1e-6) * 1.05;
+    ((cx - half, cx + half), (cy - half, cy + half))
+}
+
+fn need_2d(what: &str, x: ArrayView2<f64>) -> Result<()> {
+    if x.ncols() < 2 {
+        bail!(crate::input(format!(
+            "{what} has {} column(s): scatter and trajectory plots need at least 2 dimensions (the first two are drawn)",
+            x.ncols()
+        )));
+    }
+    Ok(())
+}
+
+/// Scatter plot of `samples` (blue) over `target` (orange) in the first two coordinates.
+pub fn samples(
+    out: &Path,
+    samples: ArrayView2<f64>,
+    target: Option<ArrayView2<f64>>,
+    title: &str,
+) -> Result<()> {
+    need_2d("the samples", samples)?;
+    if let Some(t) = target {
+        need_2d("the target", t)?;
+    }
+    register_font();
+    let tmp = temp_png(out)?;
+    let result = (|| -> Result<()> {
+        let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (xr, yr) = bounds(std::iter::once(samples).chain(target));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(45)
+            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        if let Some(t) = target {
+            chart
+                .draw_series(
+                    t.rows()
+                        .into_iter()
+                        .map(|r| Circle::new((r[0], r[1]), 2, TARGET_COLOR.mix(0.5).filled())),
+                )?
+                .label("target")
+                .legend(|(x, y)| Circle::new((x, y), 4, TARGET_COLOR.filled()));
+        }
+        chart
+            .draw_series(
+                samples
+                    .rows()
+                    .into_iter()
+                    .map(|r| Circle::new((r[0], r[1]), 2, SAMPLE_COLOR.mix(0.5).filled())),
+            )?
+            .label("samples")
+            .legend(|(x, y)| Circle::new((x, y), 4, SAMPLE_COLOR.filled()));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => finish(&tmp, out),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e.context(format!("{}: cannot draw the plot", out.display())))
+        }
+    }
+}
+
+/// Trajectories: one grey line per point from its start (black) to its end (blue), over the
+/// target (orange) if given. `trajectory` holds the states at increasing times.
+pub fn trajectories(
+    out: &Path,
+    trajectory: &[(f64, Array2<f64>)],
+    target: Option<ArrayView2<f64>>,
+    title: &str,
+) -> Result<()> {
+    let (Some(first), Some(last)) = (trajectory.first(), trajectory.last()) else {
+        bail!(crate::input(
+            "the trajectory is empty: record at least two time points"
+        ));
+    };
+    need_2d("the trajectory", first.1.view())?;
+    register_font();
+    let tmp = temp_png(out)?;
+    let result = (|| -> Result<()> {
+        let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (xr, yr) = bounds(trajectory.iter().map(|(_, x)| x.view()).chain(target));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(45)
+            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        if let Some(t) = target {
+            chart
+                .draw_series(
+                    t.rows()
+                        .into_iter()
+                        .map(|r| Circle::new((r[0], r[1]), 2, TARGET_COLOR.mix(0.3).filled())),
+                )?
+                .label("target")
+                .legend(|(x, y)| Circle::new((x, y), 4, TARGET_COLOR.filled()));
+        }
+        let n = first.1.nrows();
+        for i in 0..n {
+            let line: Vec<(f64, f64)> = trajectory
+                .iter()
+                .map(|(_, x)| (x[[i, 0]], x[[i, 1]]))
+                .collect();
+            chart.draw_series(LineSeries::new(line, RGBColor(120, 120, 120).mix(0.35)))?;
+        }
+        chart
+            .draw_series(
+                first
+                    .1
+                    .rows()
+                    .into_iter()
+                    .map(|r| Circle::new((r[0], r[1]), 2, SOURCE_COLOR.filled())),
+            )?
+            .label(format!("t = {:.2}", first.0))
+            .legend(|(x, y)| Circle::new((x, y), 4, SOURCE_COLOR.filled()));
+        chart
+            .draw_series(
+                last.1
+                    .rows()
+                    .into_iter()
+                    .map(|r| Circle::new((r[0], r[1]), 2, SAMPLE_COLOR.filled())),
+            )?
+            .label(format!("t = {:.2}", last.0))
+            .legend(|(x, y)| Circle::new((x, y), 4, SAMPLE_COLOR.filled()));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => finish(&tmp, out),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e.context(format!("{}: cannot draw the plot", out.display())))
+        }
+    }
+}
+
+/// The loss curve `(step, loss)` on a logarithmic loss axis.
+pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<()> {
+    let pts: Vec<(f64, f64)> = history
+        .iter()
+        .filter(|(_, l)| l.is_finite() && *l > 0.0)
+        .map(|&(s, l)| (s as f64, l))
+        .collect();
+    if pts.is_empty() {
+        bail!(crate::input(
+            "the model holds no loss history to plot (train with --log-every N)"
+        ));
+    }
+    register_font();
+    let tmp = temp_png(out)?;
+    let result = (|| -> Result<()> {
+        let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT * 3 / 4)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max);
+        let ymin = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let ymax = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+        let (ymin, ymax) = (ymin * 0.9, (ymax * 1.1).max(ymin * 1.01));
+        if ymax / ymin > 20.0 {
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 24))
+                .margin(15)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0.0..xmax, (ymin..ymax).log_scale())?;
+            chart
+                .configure_mesh()
+                .x_desc("step")
+                .y_desc("loss (log scale)")
+                .y_label_formatter(&|v| format!("{v:.2e}"))
+                .light_line_style(WHITE.mix(0.0))
+                .draw()?;
+            chart.draw_series(LineSeries::new(
+                pts.iter().copied(),
+                SAMPLE_COLOR.stroke_width(2),
+            ))?;
+        } else {
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 24))
+                .margin(15)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0.0..xmax, ymin..ymax)?;
+            chart
+                .configure_mesh()
+                .x_desc("step")
+                .y_desc("loss")
+                .light_line_style(WHITE.mix(0.0))
+                .draw()?;
+            chart.draw_series(LineSeries::new(
+                pts.iter().copied(),
+                SAMPLE_COLOR.stroke_width(2),
+            ))?;
+        }
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => finish(&tmp, out),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e.context(format!("{}: cannot draw the plot", out.display())))
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Checkpoints: everything needed to continue a run bit-identically.
+
+use crate::tensors::{self, Tensor, TensorData};
+use crate::{ArchConfig, MatcherSpec, Objective, TrainError};
+use fm_autograd::{Adam, Ema};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The checkpoint format version this build writes and reads.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+/// The metadata key of a checkpoint's JSON state.
+pub const CHECKPOINT_KEY: &str = "fm_checkpoint";
+
+/// The settings a checkpoint can only be resumed with: changing any of them would make the
+/// resumed run a different run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    /// Source dataset spec.
+    pub source: String,
+    /// Target dataset spec.
+    pub target: String,
+    /// The matcher.
+    pub matcher: MatcherSpec,
+    /// The objective.
+    pub objective: Objective,
+    /// The network.
+    pub architecture: ArchConfig,
+    /// Batch size.
+    pub batch: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Optimizer name.
+    pub optimizer: String,
+    /// EMA decay.
+    pub ema: Option<f64>,
+}
+
+/// The JSON part of a checkpoint (the weights are tensors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CheckpointState {
+    pub format_version: u32,
+    pub crate_version: String,
+    pub identity: RunIdentity,
+    /// Steps completed.
+    pub step: usize,
+    pub loss_history: Vec<(usize, f64)>,
+    pub adam: Adam,
+    pub ema: Option<Ema>,
+    /// The RNG that draws the next batch (informational: batch `k` is drawn from the seed's
+    /// stream `k + 1`, so this is a function of seed and step).
+    pub next_batch_rng: fm_core::rng::FmRng,
+}
+
+/// A checkpoint in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Checkpoint {
+    pub state: CheckpointState,
+    pub params: Vec<f32>,
+}
+
+impl Checkpoint {
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let json = serde_json::to_string(&self.state).map_err(|e| {
+            TrainError::param(
+                "checkpoint",
+                "",
+                format!("cannot encode the checkpoint: {e}"),
+            )
+        })?;
+        let n = self.params.len();
+        let bytes = tensors::encode(
+            HashMap::from([(CHECKPOINT_KEY.to_string(), json)]),
+            &[Tensor::f32("params", vec![n], self.params.clone())],
+        )?;
+        crate::write_atomic(path, &bytes)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let bytes = tensors::read_file(path)?;
+        let (meta, ts) = tensors::decode(path, &bytes)?;
+        let json = meta.get(CHECKPOINT_KEY).ok_or_else(|| {
+            TrainError::bad_file(path, "not an fm checkpoint (no checkpoint metadata)")
+        })?;
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+            TrainError::bad_file(path, format!("the checkpoint state is not valid JSON: {e}"))
+        })?;
+        let version = value
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        if version != u64::from(CHECKPOINT_FORMAT_VERSION) {
+            return Err(TrainError::UnsupportedVersion {
+                path: path.display().to_string(),
+                found: u32::try_from(version).unwrap_or(u32::MAX),
+                supported: CHECKPOINT_FORMAT_VERSION,
+            });
+        }
+        let state: CheckpointState = serde_json::from_value(value).map_err(|e| {
+            TrainError::bad_file(path, format!("the checkpoint state is malformed: {e}"))
+        })?;
+        let params = match ts.iter().find(|t| t.name == "params") {
+            Some(Tensor {
+                data: TensorData::F32(v),
+                ..
+            }) => v.clone(),
+            _ => {
+                return Err(TrainError::bad_file(
+                    path,
+                    "the checkpoint has no F32 `params` tensor",
+                ));
+            }
+        };
+        Ok(Self { state, params })
+    }
+}
