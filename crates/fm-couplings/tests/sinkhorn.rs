@@ -1,0 +1,161 @@
+//! Sinkhorn: marginals, the closed-form 2×2 plan, the ε → 0 limit and tiny-ε stability.
+use fm_couplings::{
+    SinkhornParams, assignment, sinkhorn, sinkhorn_uniform, sq_euclidean_cost,
+    sq_euclidean_cost_normalized,
+};
+use ndarray::{Array1, Axis, array};
+use proptest::prelude::*;
+
+fn points(n: usize, shift: f64, seed: u64) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
+    let mut rng = fm_core::rng::seeded(seed);
+    let normal = fm_core::StandardNormal::new(2).unwrap();
+    let x_0 = normal.sample(n, &mut rng);
+    let x_1 = normal.sample(n, &mut rng) + shift;
+    (x_0, x_1)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn marginals_within_tolerance(
+        n in 2usize..40,
+        m in 2usize..40,
+        eps in prop_oneof![Just(0.01), Just(0.1), Just(1.0)],
+        seed in any::<u64>(),
+    ) {
+        let mut rng = fm_core::rng::seeded(seed);
+        let normal = fm_core::StandardNormal::new(3).unwrap();
+        let cost = sq_euclidean_cost_normalized(
+            normal.sample(n, &mut rng).view(),
+            normal.sample(m, &mut rng).view(),
+        ).unwrap();
+        // Non-uniform marginals of equal mass.
+        let a = Array1::from_shape_fn(n, |i| 1.0 + (i % 3) as f64);
+        let a = &a / a.sum();
+        let b = Array1::from_shape_fn(m, |j| 1.0 + (j % 2) as f64);
+        let b = &b / b.sum();
+        let params = SinkhornParams { epsilon: eps, max_iter: 20_000, tol: 1e-10 , ..Default::default()};
+        let out = sinkhorn(cost.view(), a.view(), b.view(), &params).unwrap();
+        prop_assert!(out.converged, "error {} after {} iterations", out.error, out.iterations);
+        prop_assert!(out.plan.iter().all(|p| p.is_finite() && *p >= 0.0));
+        let rows = out.plan.sum_axis(Axis(1));
+        let cols = out.plan.sum_axis(Axis(0));
+        let row_err: f64 = (&rows - &a).mapv(f64::abs).sum();
+        let col_err: f64 = (&cols - &b).mapv(f64::abs).sum();
+        prop_assert!(row_err <= 1e-12, "rows {row_err}");
+        prop_assert!(col_err <= 1e-10 + 1e-12, "cols {col_err}");
+        prop_assert!((col_err - out.error).abs() <= 1e-12, "reported {} measured {col_err}", out.error);
+    }
+}
+
+#[test]
+fn two_by_two_matches_closed_form() {
+    // Uniform marginals: π = [[p, 1/2 − p], [1/2 − p, p]] and the first-order condition of
+    // ⟨π, C⟩ − ε H(π) gives p / (1/2 − p) = exp(Δ / (2ε)), Δ = C01 + C10 − C00 − C11.
+    let cost = array![[0.3, 1.1], [0.9, 0.2]];
+    for eps in [0.2, 0.5, 2.0] {
+        let params = SinkhornParams {
+            epsilon: eps,
+            max_iter: 100_000,
+            tol: 1e-13,
+            ..Default::default()
+        };
+        let out = sinkhorn_uniform(cost.view(), &params).unwrap();
+        assert!(out.converged, "eps {eps}: error {}", out.error);
+        let r = ((1.1 + 0.9 - 0.3 - 0.2) / (2.0 * eps)).exp();
+        let p = 0.5 * r / (1.0 + r);
+        assert!(
+            (out.plan[[0, 0]] - p).abs() < 1e-9,
+            "eps {eps}: {} vs {p}",
+            out.plan[[0, 0]]
+        );
+        assert!((out.plan[[1, 1]] - p).abs() < 1e-9);
+        assert!((out.plan[[0, 1]] - (0.5 - p)).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn plan_tends_to_the_exact_assignment_as_eps_shrinks() {
+    // 1-D points: the sorted matching is the exact plan (an oracle independent of the solver).
+    let x_0 = array![[0.0], [1.0], [2.0], [3.0], [4.0]];
+    let x_1 = array![[1.9], [0.1], [4.0], [1.05], [3.1]];
+    let cost = sq_euclidean_cost_normalized(x_0.view(), x_1.view()).unwrap();
+    let sorted_partner = [1usize, 3, 0, 4, 2];
+    assert_eq!(assignment(cost.view()).unwrap(), sorted_partner);
+    let exact =
+        ndarray::Array2::from_shape_fn(
+            (5, 5),
+            |(i, j)| {
+                if sorted_partner[i] == j { 0.2 } else { 0.0 }
+            },
+        );
+    let mut last = f64::INFINITY;
+    for eps in [0.1, 0.03, 0.01] {
+        let params = SinkhornParams {
+            epsilon: eps,
+            max_iter: 200_000,
+            tol: 1e-12,
+            ..Default::default()
+        };
+        let out = sinkhorn_uniform(cost.view(), &params).unwrap();
+        assert!(out.converged, "eps {eps}: error {}", out.error);
+        let dist: f64 = (&out.plan - &exact).mapv(f64::abs).sum();
+        assert!(dist < last, "eps {eps}: {dist} >= {last}");
+        last = dist;
+        if eps == 0.01 {
+            for (i, &j) in sorted_partner.iter().enumerate() {
+                assert!(out.plan[[i, j]] > 0.198, "row {i}: {}", out.plan.row(i));
+            }
+        }
+    }
+    // L1 distance to the exact plan (total mass 1): 0.95 at ε = 0.1, below 0.01 at ε = 0.01.
+    assert!(last < 0.01, "distance to the exact plan {last}");
+}
+
+#[test]
+fn tiny_eps_has_no_nan() {
+    let (x_0, x_1) = points(30, 4.0, 8);
+    let cost = sq_euclidean_cost(x_0.view(), x_1.view()).unwrap();
+    for (eps, eps_scaling) in [(1e-4, true), (1e-8, true), (1e-8, false)] {
+        let params = SinkhornParams {
+            epsilon: eps,
+            max_iter: 200,
+            tol: 1e-9,
+            eps_scaling,
+        };
+        let out = sinkhorn_uniform(cost.view(), &params).unwrap();
+        assert!(out.plan.iter().all(|p| p.is_finite()));
+        assert!(out.f.iter().chain(out.g.iter()).all(|p| p.is_finite()));
+        assert!(out.error.is_finite());
+        // Rows are exact after the last row update, up to rounding amplified by 1/ε.
+        let rows = out.plan.sum_axis(Axis(1));
+        assert!(rows.iter().all(|r| (r * 30.0 - 1.0).abs() < 1e-3), "{rows}");
+        assert_eq!(out.converged, out.error <= 1e-9);
+        // 200 at ε plus at most 10 per annealing stage (spread / 2^k > ε: fewer than 40 stages).
+        assert!(out.iterations <= 200 + if eps_scaling { 400 } else { 0 });
+    }
+}
+
+#[test]
+fn not_converging_is_reported_not_an_error() {
+    let (x_0, x_1) = points(20, 0.0, 2);
+    let cost = sq_euclidean_cost(x_0.view(), x_1.view()).unwrap();
+    let params = SinkhornParams {
+        epsilon: 0.01,
+        max_iter: 2,
+        tol: 0.0,
+        eps_scaling: false,
+    };
+    let out = sinkhorn_uniform(cost.view(), &params).unwrap();
+    assert!(!out.converged);
+    assert_eq!(out.iterations, 2);
+    assert!(out.error > 0.0);
+}
+
+#[test]
+fn bad_costs_are_errors() {
+    let p = SinkhornParams::default();
+    assert!(sinkhorn_uniform(ndarray::Array2::<f64>::zeros((0, 2)).view(), &p).is_err());
+    assert!(sinkhorn_uniform(array![[0.0, f64::NAN]].view(), &p).is_err());
+}
