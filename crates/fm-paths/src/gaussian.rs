@@ -132,3 +132,16 @@ pub(crate) fn check_sigma(name: &'static str, sigma: f64) -> Result<f64, PathErr
     }
     Ok(sigma)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lin_skips_zero_coefficients() {
+        assert_eq!(lin(0.0, f64::NAN, 2.0, 3.0), 6.0);
+        assert_eq!(lin(2.0, 3.0, 0.0, f64::INFINITY), 6.0);
+        assert_eq!(lin(0.0, f64::NAN, 0.0, f64::NAN), 0.0);
+        assert_eq!(lin(1.0, 2.0, 3.0, 4.0), 14.0);
+    }
+}
