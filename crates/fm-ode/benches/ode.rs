@@ -21,6 +21,18 @@ use std::hint::black_box;
 struct MlpStandIn {
     weights: Vec<Array2<f32>>,
     biases: Vec<Array1<f32>>,
+    /// The hidden activation.
+    act: Act,
+}
+
+#[derive(Clone, Copy)]
+enum Act {
+    /// SELU with the standard library's scalar `exp` (as the real model computes it).
+    Selu,
+    /// SELU with a branch-free polynomial `exp` the compiler vectorises.
+    SeluFastExp,
+    /// ReLU: no exponentials at all, to show the share of `exp` in the cost.
+    Relu,
 }
 
 impl MlpStandIn {
@@ -38,7 +50,11 @@ impl MlpStandIn {
                 rng.random_range(-bound..bound)
             }));
         }
-        Self { weights, biases }
+        Self {
+            weights,
+            biases,
+            act: Act::Selu,
+        }
     }
 }
 
@@ -48,8 +64,36 @@ fn selu(v: f32) -> f32 {
     if v > 0.0 {
         LAMBDA * v
     } else {
-        LAMBDA * ALPHA * v.exp_m1()
+        LAMBDA * ALPHA * (v.exp() - 1.0)
     }
+}
+
+/// `exp(x)` for f32 without branches or libm calls: `x = n ln 2 + r`, `|r| ≤ ln 2 / 2`,
+/// degree-6 Taylor polynomial of `exp(r)` (a few ulps with rounding), times `2^n` built from
+/// the exponent bits. Rounding to nearest uses the 1.5·2^23 trick (SSE2 only).
+fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
+    // The low mantissa bits of `shifted` hold n as an integer: no float-to-int conversion.
+    let n_bits = shifted.to_bits().wrapping_sub(MAGIC.to_bits());
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(n_bits.wrapping_add(127) << 23)
+}
+
+fn selu_fast(v: f32) -> f32 {
+    const LAMBDA: f32 = 1.050_701;
+    const ALPHA: f32 = 1.673_263_2;
+    let neg = LAMBDA * ALPHA * (exp_fast(v.min(0.0)) - 1.0);
+    if v > 0.0 { LAMBDA * v } else { neg }
 }
 
 impl VectorField for MlpStandIn {
@@ -71,12 +115,26 @@ impl VectorField for MlpStandIn {
             let mut z = h.dot(w);
             z += &b.view().insert_axis(Axis(0));
             if l < last {
-                z.mapv_inplace(selu);
+                match self.act {
+                    Act::Selu => z.mapv_inplace(selu),
+                    Act::SeluFastExp => z.mapv_inplace(selu_fast),
+                    Act::Relu => z.mapv_inplace(|v| v.max(0.0)),
+                }
             }
             h = z;
         }
         Zip::from(&mut out).and(&h).for_each(|o, &v| *o = v as f64);
     }
+}
+
+/// The fast exponential stays within 5e-7 relative (a few f32 ulps) of `f32::exp` on the SELU range.
+fn check_exp_fast() {
+    let mut worst = 0.0f32;
+    for i in 0..=20_000 {
+        let x = -20.0 + i as f32 * 1e-3;
+        worst = worst.max((exp_fast(x) - x.exp()).abs() / x.exp());
+    }
+    assert!(worst < 5e-7, "exp_fast relative error {worst}");
 }
 
 fn points(n: usize, seed: u64) -> Array2<f64> {
@@ -85,6 +143,7 @@ fn points(n: usize, seed: u64) -> Array2<f64> {
 }
 
 fn euler_mlp(c: &mut Criterion) {
+    check_exp_fast();
     let field = MlpStandIn::new(0);
     let x0 = points(10_000, 1);
     let mut group = c.benchmark_group("euler_100_steps_mlp_10k");
@@ -99,6 +158,24 @@ fn euler_mlp(c: &mut Criterion) {
                     .steps(100)
                     .parallelism(par)
                     .run(&field, x0.view())
+                    .expect("runs");
+                black_box(sol.x)
+            })
+        });
+    }
+    for (name, act) in [
+        ("rayon_selu_fast_exp", Act::SeluFastExp),
+        ("rayon_relu_instead_of_selu", Act::Relu),
+    ] {
+        let variant = MlpStandIn {
+            act,
+            ..MlpStandIn::new(0)
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let sol = Integrator::new(Euler::default())
+                    .steps(100)
+                    .run(&variant, x0.view())
                     .expect("runs");
                 black_box(sol.x)
             })
