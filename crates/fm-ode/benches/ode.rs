@@ -4,6 +4,10 @@
 //!   with the cost of TorchCFM's default model (an MLP 3 → 64 → 64 → 64 → 2 with SELU, f32
 //!   inside, random weights), with rayon chunks and on one thread. TorchCFM + PyTorch on the
 //!   same machine: 0.59–0.65 s.
+//!   Variants: `rayon_selu_fast_exp` (a vectorised exp), `rayon_relu_instead_of_selu` (no
+//!   exp), `autograd_mlp_*` (the real `fm_autograd::Mlp`, which parallelises internally; with
+//!   one chunk the integrator leaves the threading to it), `field_only_one_thread` (100 bare
+//!   evaluations: the integrator's overhead is the difference).
 //! * `dopri5_1e-4_smooth_2k`: adaptive Dopri5 at rtol = atol = 1e-4 on 2,000 points of a
 //!   smooth nonlinear field; the number of evaluations is printed.
 //!
@@ -137,6 +141,25 @@ fn check_exp_fast() {
     assert!(worst < 5e-7, "exp_fast relative error {worst}");
 }
 
+/// The real model: `fm_autograd::Mlp` with TorchCFM's default configuration (3 × 64 SELU,
+/// random initial weights), behind the `VectorField` trait.
+struct AutogradMlp(fm_autograd::Mlp);
+
+impl VectorField for AutogradMlp {
+    fn dim(&self) -> usize {
+        2
+    }
+    fn velocity(&self, t: f64, x: ArrayView2<f64>, mut out: ArrayViewMut2<f64>) {
+        let tv = Array1::from_elem(x.nrows(), t);
+        out.assign(
+            &self
+                .0
+                .forward(tv.view(), x)
+                .expect("shapes checked by the integrator"),
+        );
+    }
+}
+
 fn points(n: usize, seed: u64) -> Array2<f64> {
     let normal = fm_core::StandardNormal::new(2).expect("dim 2");
     normal.sample(n, &mut fm_core::rng::seeded(seed))
@@ -176,6 +199,34 @@ fn euler_mlp(c: &mut Criterion) {
                 let sol = Integrator::new(Euler::default())
                     .steps(100)
                     .run(&variant, x0.view())
+                    .expect("runs");
+                black_box(sol.x)
+            })
+        });
+    }
+    let real = AutogradMlp(
+        fm_autograd::Mlp::new(
+            &fm_autograd::MlpConfig::default(),
+            &mut fm_core::rng::seeded(0),
+        )
+        .expect("default config"),
+    );
+    for (name, par) in [
+        ("autograd_mlp_rayon", Parallelism::default()),
+        (
+            "autograd_mlp_one_chunk",
+            Parallelism {
+                chunk_rows: usize::MAX,
+                threads: false,
+            },
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let sol = Integrator::new(Euler::default())
+                    .steps(100)
+                    .parallelism(par)
+                    .run(&real, x0.view())
                     .expect("runs");
                 black_box(sol.x)
             })

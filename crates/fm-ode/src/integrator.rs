@@ -357,6 +357,13 @@ impl<'a> Integrator<'a> {
                     reason: "at least one step is needed",
                 });
             }
+            (Some(n), None) if n > self.max_steps => {
+                // Fail before spending any evaluation.
+                return Err(OdeError::MaxStepsExceeded {
+                    t: t0,
+                    max_steps: self.max_steps,
+                });
+            }
             (Some(n), None) => Mode::Fixed(n),
             (None, tol) => {
                 if !self.solver.is_adaptive() {
