@@ -29,7 +29,17 @@ pub use fm_train as train;
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::Error;
+    pub use fm_autograd::{Activation, Adam, AdamConfig, Mlp, MlpConfig, Optimizer};
     pub use fm_core::{FnField, LogDensity, StandardNormal, VectorField};
+    pub use fm_couplings::{Coupling, ExactOtCoupling, IndependentCoupling, SinkhornCoupling};
+    pub use fm_data::Dataset;
+    pub use fm_ode::{Integrator, OdeSolver};
+    pub use fm_paths::{
+        AffineProbPath, GaussianPath, LinearPath, LipmanPath, ProbPath, Scheduler,
+        SchrodingerBridgePath, TrigonometricPath,
+    };
+    pub use fm_train::{MlpField, Trainer};
 }
 
 /// One error type over every crate of the workspace.
@@ -39,4 +49,49 @@ pub enum Error {
     /// From `fm-core`.
     #[error(transparent)]
     Core(#[from] fm_core::CoreError),
+    /// From `fm-paths`.
+    #[error(transparent)]
+    Path(#[from] fm_paths::PathError),
+    /// From `fm-couplings`.
+    #[error(transparent)]
+    Coupling(#[from] fm_couplings::CouplingError),
+    /// From `fm-autograd`.
+    #[error(transparent)]
+    Autograd(#[from] fm_autograd::AutogradError),
+    /// From `fm-ode`.
+    #[error(transparent)]
+    Ode(#[from] fm_ode::OdeError),
+    /// From `fm-data`.
+    #[error(transparent)]
+    Data(#[from] fm_data::DataError),
+    /// From `fm-metrics`.
+    #[error(transparent)]
+    Metrics(#[from] fm_metrics::MetricsError),
+    /// From `fm-train`.
+    #[error(transparent)]
+    Train(#[from] fm_train::TrainError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_crate_error_converts_into_the_umbrella_error() {
+        fn wrap<E: Into<Error>>(e: E) -> Error {
+            e.into()
+        }
+        let core = fm_core::StandardNormal::new(0).unwrap_err();
+        let msg = core.to_string();
+        let e = wrap(core);
+        assert!(matches!(e, Error::Core(_)));
+        // Transparent: the umbrella error says exactly what the crate error says.
+        assert_eq!(e.to_string(), msg);
+        let p = fm_paths::LinearPath::new(-1.0).unwrap_err();
+        assert!(matches!(wrap(p), Error::Path(_)));
+        let c = fm_couplings::assignment(ndarray::Array2::<f64>::zeros((0, 0)).view()).unwrap_err();
+        assert!(matches!(wrap(c), Error::Coupling(_)));
+        let d = fm_data::Dataset::parse("no-such-set", None).unwrap_err();
+        assert!(matches!(wrap(d), Error::Data(_)));
+    }
 }
