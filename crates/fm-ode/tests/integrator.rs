@@ -274,3 +274,36 @@ proptest! {
         prop_assert!((sol.x[[0, 0]] - exact(b)).abs() < 1e-7);
     }
 }
+
+#[test]
+fn backward_fixed_steps_record_in_integration_order_and_observer_sees_errors() {
+    let sol = Integrator::new(Rk4::default())
+        .span(1.0, 0.0)
+        .steps(3)
+        .record_at(vec![0.25, 0.75, 0.0])
+        .run(&forced_decay(), array![[exact_decay(1.0, 2.0)]].view())
+        .unwrap();
+    let times: Vec<f64> = sol.trajectory.iter().map(|(t, _)| *t).collect();
+    assert_eq!(times, vec![0.75, 0.25, 0.0]);
+    for (t, x) in &sol.trajectory {
+        assert!((x[[0, 0]] - exact_decay(*t, 2.0)).abs() < 1e-3, "t = {t}");
+    }
+    // Grid 1, 2/3, 1/3, 0 split at 0.75 and 0.25: 5 steps.
+    assert_eq!(sol.stats.accepted, 5);
+
+    let mut errors = Vec::new();
+    let mut steps = Vec::new();
+    let sol = Integrator::new(Dopri5::default())
+        .span(1.0, -1.0)
+        .tolerances(1e-7, 1e-7)
+        .observer(|info| {
+            errors.push(info.error);
+            steps.push(info.h);
+        })
+        .run(&forced_decay(), array![[0.5]].view())
+        .unwrap();
+    assert_eq!(steps.len(), sol.stats.accepted);
+    assert!(steps.iter().all(|h| *h < 0.0));
+    assert!((steps.iter().sum::<f64>() + 2.0).abs() < 1e-12);
+    assert!(errors.iter().all(|e| matches!(e, Some(v) if *v <= 1.0)));
+}
