@@ -112,9 +112,14 @@ pub struct TrainArgs {
     /// Time input of the network: raw (t as a column, as TorchCFM) or fourier:K.
     #[arg(long, default_value = "raw", value_name = "SPEC")]
     pub time_features: String,
-    /// Keep an exponential moving average of the weights with this decay (used for sampling).
-    #[arg(long, value_name = "DECAY", allow_negative_numbers = true)]
-    pub ema: Option<f64>,
+    /// Decay of the exponential moving average of the weights that sampling uses; 0 turns it off.
+    #[arg(
+        long,
+        default_value_t = 0.99,
+        value_name = "DECAY",
+        allow_negative_numbers = true
+    )]
+    pub ema: f64,
     /// Where to write the model (.safetensors).
     #[arg(long, default_value = "model.safetensors", value_name = "MODEL")]
     pub out: PathBuf,

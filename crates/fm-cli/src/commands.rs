@@ -120,7 +120,7 @@ fn train_setup(a: &TrainArgs, checkpoint: Option<PathBuf>) -> Result<TrainSetup>
         .optimizer(OptimizerKind::parse(&a.optimizer)?)
         .weight_decay(a.weight_decay)
         .max_grad_norm(a.max_grad_norm)
-        .ema(a.ema)
+        .ema(if a.ema == 0.0 { None } else { Some(a.ema) })
         .seed(a.seed)
         .log_every(log_every)
         .checkpoint_every(checkpoint_every)
@@ -232,6 +232,7 @@ fn sample_options(
     record: usize,
     use_ema: bool,
 ) -> Result<SampleOptions> {
+    check_solver(&s.solver)?;
     Ok(SampleOptions {
         n,
         solver: s.solver.clone(),
@@ -243,6 +244,12 @@ fn sample_options(
         record,
         use_ema,
     })
+}
+
+fn check_solver(name: &str) -> Result<()> {
+    flow_matching::ode::solver_by_name(name)
+        .map(|_| ())
+        .map_err(|e| input(format!("--solver {name}: {e}")))
 }
 
 fn check_points_out(path: &Path, flag: &str) -> Result<()> {
@@ -462,6 +469,7 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
         .steps
         .map(|k| count("steps", k, 10_000_000))
         .transpose()?;
+    check_solver(&a.solver.solver)?;
     let solver = flow_matching::ode::solver_by_name(&a.solver.solver)?;
     let adaptive = solver.is_adaptive();
     let opts = metrics::LikelihoodOptions {
@@ -607,7 +615,7 @@ fn demo(a: DemoArgs, json: bool) -> Result<Report> {
         .with_context(|| format!("{}: cannot create the directory", a.out.display()))?;
     let total = Instant::now();
     println!(
-        "fm demo: OT-CFM (σ = 0.1) from N(0, I) to moons, {steps} steps of batch 256, 3×64 SELU MLP, Adam lr 1e-3, seed {}",
+        "fm demo: OT-CFM (σ = 0.1) from N(0, I) to moons, {steps} steps of batch 256, 3×64 SELU MLP, Adam lr 1e-3, EMA 0.99, seed {}",
         a.seed
     );
     let params = TrainParams::default()

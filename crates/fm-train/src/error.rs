@@ -126,6 +126,22 @@ impl TrainError {
     /// Whether the error is caused by the input (parameters, names, files, data) rather than by
     /// the computation; the CLI exits with code 2 for these.
     pub fn is_invalid_input(&self) -> bool {
+        match self {
+            TrainError::Ode(e) => {
+                return matches!(
+                    e,
+                    fm_ode::OdeError::UnknownSolver { .. }
+                        | fm_ode::OdeError::InvalidParameter { .. }
+                        | fm_ode::OdeError::MissingErrorEstimate { .. }
+                );
+            }
+            TrainError::Path(fm_paths::PathError::InvalidParameter { .. })
+            | TrainError::Coupling(fm_couplings::CouplingError::InvalidParameter { .. })
+            | TrainError::Autograd(fm_autograd::AutogradError::InvalidParameter { .. }) => {
+                return true;
+            }
+            _ => {}
+        }
         matches!(
             self,
             TrainError::InvalidParameter { .. }

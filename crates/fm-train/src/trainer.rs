@@ -318,20 +318,27 @@ impl Trainer {
         };
 
         if p.threads >= 2 && p.steps - start > 1 {
-            // Batches (data, couplings, path samples) are prepared on a second thread, ahead of
-            // the gradient steps; they depend on the seed and index only, so nothing changes.
+            // Batches (data, couplings, path samples) are prepared ahead of the gradient steps
+            // by `threads` producer threads, producer `j` drawing the batches `k ≡ j (mod
+            // threads)`; a batch depends on the seed and its index only, so the bits do not
+            // change. The gradient steps stay on this thread, in order.
+            let producers = p.threads;
             std::thread::scope(|scope| -> Result<(), TrainError> {
-                let (tx, rx) = sync_channel::<Result<Batch, TrainError>>(4);
-                scope.spawn(move || {
-                    for k in start..p.steps {
-                        if tx.send(self.batch(k)).is_err() {
-                            break;
+                let mut rxs = Vec::with_capacity(producers);
+                for j in 0..producers {
+                    let (tx, rx) = sync_channel::<Result<Batch, TrainError>>(2);
+                    rxs.push(rx);
+                    scope.spawn(move || {
+                        for k in (start + j..p.steps).step_by(producers) {
+                            if tx.send(self.batch(k)).is_err() {
+                                break;
+                            }
                         }
-                    }
-                });
+                    });
+                }
                 for k in start..p.steps {
-                    let batch = rx.recv().map_err(|_| {
-                        TrainError::param("threads", p.threads, "the batch thread stopped")
+                    let batch = rxs[(k - start) % producers].recv().map_err(|_| {
+                        TrainError::param("threads", p.threads, "a batch thread stopped")
                     })??;
                     train_step(k, batch)?;
                 }

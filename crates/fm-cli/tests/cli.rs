@@ -1,0 +1,342 @@
+//! The `fm` binary end to end: a small training run through every command, and bad input
+//! giving exit code 2 with an `error:` line naming the problem (never a panic).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fm(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fm"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run fm")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn last_json(o: &Output) -> serde_json::Value {
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().last().expect("stdout has lines");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
+}
+
+/// Exit code `code`, an `error:` line on stderr containing every `needle`, no panic.
+fn assert_fails(o: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(
+        err.starts_with("error: ") || err.contains("\nerror: ") || err.starts_with("error:"),
+        "{err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "`{n}` not in: {err}");
+    }
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_on_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        "train",
+        "sample",
+        "eval",
+        "likelihood",
+        "plot",
+        "demo",
+        "datasets",
+    ] {
+        let o = fm(&[cmd, "--help"], dir.path());
+        assert_eq!(o.status.code(), Some(0), "{cmd}: {}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage"),
+            "{cmd}"
+        );
+    }
+}
+
+#[test]
+fn train_sample_eval_likelihood_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = fm(
+        &[
+            "train",
+            "--target",
+            "moons",
+            "--matcher",
+            "otcfm",
+            "--sigma",
+            "0.1",
+            "--steps",
+            "60",
+            "--batch",
+            "64",
+            "--hidden",
+            "16,16",
+            "--ema",
+            "0.9",
+            "--out",
+            "m.safetensors",
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j = last_json(&o);
+    assert_eq!(j["steps"], 60);
+    assert!(j["wall_seconds"].as_f64().unwrap() > 0.0);
+    assert!(j["steps_per_second"].as_f64().unwrap() > 0.0);
+    assert!(j["final_loss"].as_f64().unwrap().is_finite());
+
+    let o = fm(
+        &[
+            "sample",
+            "--model",
+            "m.safetensors",
+            "--n",
+            "200",
+            "--out",
+            "s.csv",
+            "--trajectory",
+            "traj.csv",
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(last_json(&o)["nfe"], 100);
+    assert!(d.join("s.csv").exists() && d.join("traj.csv").exists());
+
+    let o = fm(
+        &[
+            "sample",
+            "--model",
+            "m.safetensors",
+            "--n",
+            "50",
+            "--solver",
+            "dopri5",
+            "--rtol",
+            "1e-4",
+            "--atol",
+            "1e-4",
+            "--out",
+            "s2.npy",
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = fm(
+        &[
+            "eval",
+            "--samples",
+            "s.csv",
+            "--target",
+            "moons",
+            "--n",
+            "200",
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let w = last_json(&o)["w2"].as_f64().unwrap();
+    assert!(w > 0.0 && w < 5.0, "{w}");
+
+    let o = fm(
+        &[
+            "eval",
+            "--model",
+            "m.safetensors",
+            "--target",
+            "moons",
+            "--n",
+            "200",
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j = last_json(&o);
+    for k in ["w2", "mmd", "path_energy", "npe", "nfe"] {
+        assert!(j[k].is_number(), "{k}: {j}");
+    }
+
+    let o = fm(
+        &[
+            "likelihood",
+            "--model",
+            "m.safetensors",
+            "--data",
+            "moons",
+            "--n",
+            "50",
+            "--out",
+            "ll.csv",
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        last_json(&o)["mean_log_likelihood"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
+
+    for args in [
+        vec![
+            "plot",
+            "samples",
+            "--samples",
+            "s.csv",
+            "--target",
+            "moons",
+            "--out",
+            "a.png",
+        ],
+        vec![
+            "plot",
+            "trajectories",
+            "--trajectory",
+            "traj.csv",
+            "--out",
+            "b.png",
+        ],
+        vec![
+            "plot",
+            "trajectories",
+            "--model",
+            "m.safetensors",
+            "--n",
+            "20",
+            "--out",
+            "c.png",
+        ],
+        vec!["plot", "loss", "--model", "m.safetensors", "--out", "d.png"],
+    ] {
+        let o = fm(&args, d);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        let png = std::fs::read(d.join(args.last().unwrap())).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+}
+
+#[test]
+fn bad_input_exits_with_2_and_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("ragged.csv"), "1,2\n3\n").unwrap();
+    std::fs::write(d.join("three.csv"), "1,2,3\n4,5,6\n").unwrap();
+    std::fs::write(d.join("junk.safetensors"), b"not a model at all").unwrap();
+    let t = |extra: &[&str]| {
+        let mut v = vec!["train", "--steps", "5", "--batch", "8", "--quiet"];
+        v.extend_from_slice(extra);
+        fm(&v, d)
+    };
+    assert_fails(
+        &t(&["--target", "moons", "--matcher", "ddpm"]),
+        2,
+        &["matcher", "ddpm", "otcfm"],
+    );
+    assert_fails(&t(&["--target", "mooons"]), 2, &["mooons"]);
+    assert_fails(&t(&["--target", "moons", "--lr", "0"]), 2, &["lr"]);
+    assert_fails(&t(&["--target", "moons", "--sigma", "-1"]), 2, &["sigma"]);
+    assert_fails(
+        &fm(&["train", "--target", "moons", "--steps", "-3"], d),
+        2,
+        &["steps"],
+    );
+    assert_fails(
+        &t(&["--target", "moons", "--source", "three.csv"]),
+        2,
+        &["dimension"],
+    );
+    assert_fails(&t(&["--target", "ragged.csv"]), 2, &["ragged.csv"]);
+    assert_fails(&t(&["--target", "missing.csv"]), 2, &["missing.csv"]);
+    assert_fails(
+        &t(&["--target", "moons", "--out", "nodir/m.safetensors"]),
+        2,
+        &["nodir", "does not exist"],
+    );
+    assert_fails(
+        &t(&["--target", "moons", "--resume"]),
+        2,
+        &["checkpoint", "--resume"],
+    );
+    assert_fails(
+        &fm(
+            &["sample", "--model", "junk.safetensors", "--out", "s.csv"],
+            d,
+        ),
+        2,
+        &["junk.safetensors"],
+    );
+    assert_fails(
+        &fm(
+            &["sample", "--model", "none.safetensors", "--out", "s.csv"],
+            d,
+        ),
+        2,
+        &["none.safetensors"],
+    );
+    assert_fails(
+        &fm(&["eval", "--samples", "ragged.csv", "--target", "moons"], d),
+        2,
+        &["ragged.csv"],
+    );
+    assert_fails(
+        &fm(
+            &[
+                "plot",
+                "loss",
+                "--model",
+                "junk.safetensors",
+                "--out",
+                "x.png",
+            ],
+            d,
+        ),
+        2,
+        &["junk.safetensors"],
+    );
+    // Usage errors from clap also exit with 2.
+    assert_eq!(fm(&["train"], d).status.code(), Some(2));
+    assert_eq!(fm(&["frobnicate"], d).status.code(), Some(2));
+}
+
+#[test]
+fn diverging_training_exits_with_1_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = fm(
+        &[
+            "train",
+            "--target",
+            "moons",
+            "--steps",
+            "300",
+            "--batch",
+            "16",
+            "--hidden",
+            "8",
+            "--lr",
+            "100000",
+            "--checkpoint-every",
+            "1",
+            "--quiet",
+        ],
+        dir.path(),
+    );
+    assert_fails(&o, 1, &["diverged at step", "--lr", "intact"]);
+    assert!(dir.path().join("model.safetensors.ckpt").exists());
+    assert!(!dir.path().join("model.safetensors").exists());
+}
