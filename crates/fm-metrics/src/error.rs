@@ -38,4 +38,39 @@ pub enum MetricsError {
         /// What is required of it.
         reason: &'static str,
     },
+    /// A matrix that must be symmetric is not (feature `linalg`).
+    #[error(
+        "{what} is not symmetric: entry ({row}, {col}) differs from its transpose by {asymmetry:e}"
+    )]
+    NotSymmetric {
+        /// The matrix at fault.
+        what: &'static str,
+        /// Row of the largest asymmetry.
+        row: usize,
+        /// Column of the largest asymmetry.
+        col: usize,
+        /// `|m[row, col] − m[col, row]|`.
+        asymmetry: f64,
+    },
+    /// A covariance matrix is not positive definite (or, where semidefinite suffices, has a
+    /// negative eigenvalue) (feature `linalg`).
+    #[error("{what} is not positive {kind}: {detail}")]
+    NotPositiveDefinite {
+        /// The matrix at fault.
+        what: &'static str,
+        /// `"definite"` or `"semidefinite"`: what was required.
+        kind: &'static str,
+        /// Which pivot or eigenvalue failed, written out.
+        detail: String,
+    },
+    /// A LAPACK routine failed for another reason than the ones above (feature `linalg`).
+    #[error("lapack {routine} failed on {what}: {message}")]
+    Lapack {
+        /// The operation (`"eigh"`, `"cholesky"`, ...).
+        routine: &'static str,
+        /// The matrix it ran on.
+        what: &'static str,
+        /// The error of `ndarray-linalg`, written out.
+        message: String,
+    },
 }

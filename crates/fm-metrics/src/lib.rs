@@ -11,6 +11,14 @@
 //! * [`path_energy`] and [`normalized_path_energy`]: `E ∫ ‖v‖² dt` along trajectories and the
 //!   \[SF\]²M normalised path energy `|PE − W2²| / W2²`.
 //!
+//! With the cargo feature `linalg` (off by default: it links a system LAPACK through
+//! `ndarray-linalg`, e.g. after `apt-get install libopenblas-dev`):
+//!
+//! * `frechet_distance` and `frechet_distance_gaussians`: the Fréchet distance (the FID formula)
+//!   between the Gaussian fits (`gaussian_fit`) of two samples, or between two Gaussians.
+//! * `MultivariateNormal`: a full-covariance Gaussian (Cholesky) that implements
+//!   `fm_core::LogDensity` and samples, e.g. a source for `log_likelihood_with_source`.
+//!
 //! ```
 //! use fm_core::{FnField, StandardNormal};
 //! use fm_metrics::{normalized_path_energy, path_energy, w2_sq};
@@ -29,12 +37,20 @@
 
 mod energy;
 mod error;
+#[cfg(feature = "linalg")]
+mod frechet;
+#[cfg(feature = "linalg")]
+mod gaussian;
 mod likelihood;
 mod mmd;
 mod ot;
 
 pub use energy::{normalized_path_energy, path_energy};
 pub use error::MetricsError;
+#[cfg(feature = "linalg")]
+pub use frechet::{frechet_distance, frechet_distance_gaussians};
+#[cfg(feature = "linalg")]
+pub use gaussian::{MultivariateNormal, gaussian_fit};
 pub use likelihood::{
     Divergence, Likelihood, LikelihoodOptions, ProbeKind, log_likelihood,
     log_likelihood_with_source,
