@@ -40,7 +40,7 @@ mod trainer;
 pub use atomic::write_atomic;
 pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, RunIdentity};
 pub use error::TrainError;
-pub use field::{MlpField, SCORE_ALPHA_FLOOR, ScoreField};
+pub use field::{MlpField, SCORE_ALPHA_FLOOR, SCORE_T_MAX, ScoreField};
 pub use matcher::{Batch, Matcher, NamedScheduler};
 pub use matcher_spec::{CouplingKind, MatcherKind, MatcherSpec, SCHEDULER_NAMES};
 pub use model::{

@@ -104,7 +104,10 @@ impl TrainedModel {
             Objective::Flow => Box::new(MlpField::new(mlp)),
             Objective::Score => {
                 let name = self.config.matcher.scheduler.as_deref().unwrap_or("condot");
-                Box::new(ScoreField::new(mlp, NamedScheduler::parse(name)?))
+                Box::new(ScoreField::new(
+                    MlpField::new(mlp),
+                    NamedScheduler::parse(name)?,
+                ))
             }
         })
     }

@@ -351,6 +351,10 @@ impl Trainer {
             }
         }
         let wall_seconds = started.elapsed().as_secs_f64();
+        if start == p.steps {
+            // Resumed from a checkpoint of the last step: nothing ran, report its loss.
+            last_loss = history.last().map_or(f64::NAN, |h| h.1);
+        }
         if !mlp.params().iter().all(|v| v.is_finite()) {
             return Err(self.diverged(p.steps, f64::NAN, last_good));
         }
