@@ -340,3 +340,62 @@ fn diverging_training_exits_with_1_naming_the_step() {
     assert!(dir.path().join("model.safetensors.ckpt").exists());
     assert!(!dir.path().join("model.safetensors").exists());
 }
+
+#[test]
+fn thread_count_and_resume_do_not_change_a_bit_of_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = [
+        "train",
+        "--target",
+        "8gaussians",
+        "--matcher",
+        "otcfm",
+        "--sigma",
+        "0.1",
+        "--batch",
+        "32",
+        "--hidden",
+        "16",
+        "--checkpoint-every",
+        "10",
+        "--quiet",
+    ];
+    let run = |extra: &[&str]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        let o = fm(&v, d);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
+    };
+    run(&["--steps", "40", "--threads", "1", "--out", "a.safetensors"]);
+    run(&["--steps", "40", "--threads", "2", "--out", "b.safetensors"]);
+    // Interrupted after 20 steps, then resumed to 40 with the checkpoint of the first run.
+    run(&[
+        "--steps",
+        "20",
+        "--out",
+        "c.safetensors",
+        "--checkpoint",
+        "c.ckpt",
+    ]);
+    run(&[
+        "--steps",
+        "40",
+        "--out",
+        "c.safetensors",
+        "--checkpoint",
+        "c.ckpt",
+        "--resume",
+    ]);
+    let a = std::fs::read(d.join("a.safetensors")).unwrap();
+    assert_eq!(
+        a,
+        std::fs::read(d.join("b.safetensors")).unwrap(),
+        "threads 1 vs 2"
+    );
+    assert_eq!(
+        a,
+        std::fs::read(d.join("c.safetensors")).unwrap(),
+        "resumed vs uninterrupted"
+    );
+}
