@@ -291,7 +291,9 @@ fn rows_to_trajectory(rows: &Array2<f64>) -> Result<Vec<(f64, Array2<f64>)>> {
             _ => out.push((r[0], vec![i])),
         }
     }
-    let n = out[0].1.len();
+    let Some(n) = out.first().map(|o| o.1.len()) else {
+        bail!(input("the trajectory file holds no rows"));
+    };
     if out.iter().any(|(_, idx)| idx.len() != n) {
         bail!(input(
             "the trajectory file is malformed: every time must hold the same number of points"
@@ -577,7 +579,7 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
                 }
                 _ => bail!(input("give --trajectory FILE or --model MODEL")),
             };
-            let dim = traj[0].1.ncols();
+            let dim = traj.first().map_or(0, |t| t.1.ncols());
             let t = target
                 .as_deref()
                 .map(|t| target_points(t, 2000, Some(dim), seed))

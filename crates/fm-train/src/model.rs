@@ -228,8 +228,17 @@ pub fn time_columns(spec: &str) -> Result<usize, String> {
 type Shapes = Vec<(String, Vec<usize>)>;
 
 fn expected_shapes(arch: &ArchConfig) -> Result<Option<Shapes>, String> {
-    if arch.dim == 0 {
-        return Err("the architecture has dimension 0".into());
+    if arch.dim == 0 || arch.dim > 1_000_000 {
+        return Err(format!(
+            "the architecture has dimension {}: expected 1 to 1000000",
+            arch.dim
+        ));
+    }
+    if arch.hidden.len() > 64 || arch.hidden.iter().any(|&w| w == 0 || w > 65_536) {
+        return Err(format!(
+            "the architecture has hidden widths {:?}: expected at most 64 layers of width 1 to 65536",
+            arch.hidden
+        ));
     }
     let tc = match time_columns(&arch.time_features) {
         Ok(c) => c,
@@ -254,7 +263,8 @@ fn check_shapes(
     expected: Option<&[(String, Vec<usize>)]>,
 ) -> Result<(), TrainError> {
     for t in tensors {
-        if t.data.len() != t.shape.iter().product::<usize>() {
+        let size = t.shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+        if size != Some(t.data.len()) {
             return Err(TrainError::bad_file(
                 path,
                 format!(
