@@ -50,7 +50,7 @@ pub struct TrainArgs {
     /// Matcher: icfm, otcfm, fm, sbcfm, vp, affine.
     #[arg(long, default_value = "otcfm", value_name = "NAME")]
     pub matcher: String,
-    /// σ of the path (σ_min for fm); default: the matcher's TorchCFM default (0, or 1 for sbcfm).
+    /// σ of the path (σ_min for fm); default 0 (1e-4 for fm, 1 for sbcfm).
     #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub sigma: Option<f64>,
     /// Scheduler of the affine matcher: condot, cosine, polynomial:N, vp, linear-vp.

@@ -52,14 +52,32 @@ pub(crate) struct CheckpointState {
     pub next_batch_rng: fm_core::rng::FmRng,
 }
 
-/// A checkpoint in memory.
+/// A checkpoint: the network's parameters, the optimizer and EMA state, the step, the loss
+/// history and the run's identity, in one `.safetensors` file (parameters as an F32 tensor,
+/// the rest as JSON metadata under [`CHECKPOINT_KEY`]). Written atomically by the [`Trainer`](crate::Trainer).
 #[derive(Debug, Clone)]
-pub(crate) struct Checkpoint {
-    pub state: CheckpointState,
-    pub params: Vec<f32>,
+pub struct Checkpoint {
+    pub(crate) state: CheckpointState,
+    pub(crate) params: Vec<f32>,
 }
 
 impl Checkpoint {
+    /// Steps completed.
+    pub fn step(&self) -> usize {
+        self.state.step
+    }
+
+    /// The settings the checkpoint can be resumed with.
+    pub fn identity(&self) -> &RunIdentity {
+        &self.state.identity
+    }
+
+    /// The network's flat parameters.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Writes the checkpoint atomically.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
         let json = serde_json::to_string(&self.state).map_err(|e| {
             TrainError::param(
@@ -76,9 +94,15 @@ impl Checkpoint {
         crate::write_atomic(path, &bytes)
     }
 
+    /// Reads and checks a checkpoint file.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
         let bytes = tensors::read_file(path)?;
-        let (meta, ts) = tensors::decode(path, &bytes)?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Decodes and checks a checkpoint's bytes (`path` names it in errors).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, TrainError> {
+        let (meta, ts) = tensors::decode(path, bytes)?;
         let json = meta.get(CHECKPOINT_KEY).ok_or_else(|| {
             TrainError::bad_file(path, "not an fm checkpoint (no checkpoint metadata)")
         })?;
@@ -112,5 +136,26 @@ impl Checkpoint {
             }
         };
         Ok(Self { state, params })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_models_are_not_checkpoints() {
+        for bytes in [&b""[..], b"12345678", b"\x10\x00\x00\x00\x00\x00\x00\x00{}"] {
+            let err = Checkpoint::from_bytes(Path::new("c.ckpt"), bytes).unwrap_err();
+            assert!(err.is_invalid_input(), "{err}");
+            assert!(err.to_string().starts_with("c.ckpt"), "{err}");
+        }
+        let model = tensors::encode(
+            HashMap::from([(crate::CONFIG_KEY.to_string(), "{}".to_string())]),
+            &[Tensor::f32("x", vec![1], vec![1.0])],
+        )
+        .unwrap();
+        let err = Checkpoint::from_bytes(Path::new("m"), &model).unwrap_err();
+        assert!(err.to_string().contains("not an fm checkpoint"), "{err}");
     }
 }

@@ -9,6 +9,17 @@
 //! * [`ModelFile`] / [`TrainedModel`]: one `.safetensors` file with a versioned JSON config.
 //! * [`MlpField`] / [`ScoreField`]: a trained network as a vector field for the ODE solvers.
 //!
+//! The loss is TorchCFM's: `mean over the batch and the d coordinates of (v_θ(t, x_t) − u_t)²`,
+//! i.e. the papers' `E ‖v_θ − u_t‖²` (Lipman et al. 2022, eq. 9; Tong et al. 2023, eq. 14)
+//! divided by `d`. The minimiser is the same; gradients are `1/d` of the papers', which Adam's
+//! normalised updates make irrelevant.
+//!
+//! Determinism: batch `k` is drawn from ChaCha stream `k + 1` of the seed (stream 0 initialises
+//! the network), so runs are bit-identical for any thread count and a resumed run equals an
+//! uninterrupted one. Models sample with an EMA of the weights (decay 0.99 by default): at
+//! TorchCFM's budget (2,000 Adam steps, batch 256, σ = 0.1) it lowers the W2 of N(0, I)→moons
+//! I-CFM from 0.39–0.71 (last iterate, 5 seeds) to 0.34–0.39.
+//!
 //! ```
 //! use fm_train::{ArchConfig, MatcherSpec, Objective, Trainer, TrainParams};
 //! use fm_core::VectorField;
@@ -38,7 +49,7 @@ mod trained;
 mod trainer;
 
 pub use atomic::write_atomic;
-pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, RunIdentity};
+pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, Checkpoint, RunIdentity};
 pub use error::TrainError;
 pub use field::{MlpField, SCORE_ALPHA_FLOOR, SCORE_T_MAX, ScoreField};
 pub use matcher::{Batch, Matcher, NamedScheduler};

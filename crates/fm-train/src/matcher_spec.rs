@@ -11,7 +11,8 @@ pub enum MatcherKind {
     Icfm,
     /// `otcfm`: as `icfm` but with the exact optimal-transport permutation of each minibatch.
     Otcfm,
-    /// `fm`: Lipman et al.'s path `x_t = t x_1 + (1 − (1 − σ_min) t) x_0` (target-conditioned).
+    /// `fm`: Lipman et al.'s path `x_t = t x_1 + (1 − (1 − σ_min) t) x_0` (target-conditioned;
+    /// σ_min = 1e-4 by default, Lipman et al.'s choice for 2-D data).
     Fm,
     /// `sbcfm`: Schrödinger-bridge path `σ √(t(1 − t))` noise with an OT coupling (σ = 1 by default;
     /// coupling `exact` or `sinkhorn` with ε = 2σ²).
@@ -39,7 +40,7 @@ impl MatcherKind {
         }
     }
 
-    /// TorchCFM's default σ for this matcher.
+    /// The default σ of this matcher: TorchCFM's (0, and 1 for `sbcfm`), except σ_min = 1e-4 for `fm`.
     pub fn default_sigma(&self) -> f64 {
         match self {
             Self::Sbcfm => 1.0,
