@@ -399,3 +399,56 @@ fn thread_count_and_resume_do_not_change_a_bit_of_the_model() {
         "resumed vs uninterrupted"
     );
 }
+
+#[test]
+fn sigkill_mid_run_then_resume_gives_the_uninterrupted_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "train",
+        "--target",
+        "moons",
+        "--matcher",
+        "otcfm",
+        "--sigma",
+        "0.1",
+        "--batch",
+        "32",
+        "--hidden",
+        "16",
+        "--steps",
+        "3000",
+        "--checkpoint-every",
+        "50",
+        "--quiet",
+        "--out",
+        "k.safetensors",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fm"))
+        .args(args)
+        .current_dir(d)
+        .spawn()
+        .unwrap();
+    let ckpt = d.join("k.safetensors.ckpt");
+    let start = std::time::Instant::now();
+    while !ckpt.exists() && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(ckpt.exists());
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let o = fm(&resume, d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut full = args.to_vec();
+    full.pop();
+    full.push("full.safetensors");
+    full.extend(["--checkpoint", "full.ckpt"]);
+    let o = fm(&full, d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(d.join("k.safetensors")).unwrap(),
+        std::fs::read(d.join("full.safetensors")).unwrap()
+    );
+}
