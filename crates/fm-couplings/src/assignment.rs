@@ -3,7 +3,7 @@ use crate::CouplingError;
 use crate::cost::check_cost;
 use ndarray::ArrayView2;
 
-const NONE: usize = usize::MAX;
+pub(crate) const NONE: usize = usize::MAX;
 
 /// An optimal assignment with the dual potentials that certify it.
 ///
@@ -42,21 +42,66 @@ pub fn assignment(cost: ArrayView2<f64>) -> Result<Vec<usize>, CouplingError> {
 
 /// [`assignment`] with the total and the dual potentials (see [`AssignmentSolution`]).
 pub fn assignment_with_duals(cost: ArrayView2<f64>) -> Result<AssignmentSolution, CouplingError> {
+    solve_with(cost, AssignmentSolver::Jv)
+}
+
+/// Runs one of the dual-certified solvers ([`AssignmentSolver::Jv`] or
+/// [`AssignmentSolver::JvAuction`]) after checking the input.
+fn solve_with(
+    cost: ArrayView2<f64>,
+    solver: AssignmentSolver,
+) -> Result<AssignmentSolution, CouplingError> {
     check_cost(cost, true)?;
     let (n, m) = cost.dim();
     let owned = cost.as_standard_layout();
     let c = owned.as_slice().expect("standard layout is contiguous");
-    Ok(lapjv(c, n, m))
+    if m == 1 {
+        // n = m = 1.
+        return Ok(AssignmentSolution {
+            row_to_col: vec![0],
+            total: c[0],
+            u: vec![c[0]],
+            v: vec![0.0],
+        });
+    }
+    if solver == AssignmentSolver::JvAuction {
+        return Ok(crate::legacy::lapjv(c, n, m));
+    }
+    let (x, v) = lapjv_auction(c, n, m);
+    Ok(finish(c, m, x, v))
+}
+
+/// Completes a solution from the assignment and the column potentials: `u_i = c_{i,x_i} − v_{x_i}`.
+fn finish(c: &[f64], m: usize, x: Vec<usize>, v: Vec<f64>) -> AssignmentSolution {
+    let n = x.len();
+    let mut u = vec![0.0; n];
+    let mut total = 0.0;
+    for i in 0..n {
+        let j = x[i];
+        u[i] = c[i * m + j] - v[j];
+        total += c[i * m + j];
+    }
+    AssignmentSolution {
+        row_to_col: x,
+        total,
+        u,
+        v,
+    }
 }
 
 /// The choice of exact assignment solver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AssignmentSolver {
-    /// The default: a Jonker–Volgenant shortest augmenting path solver on dense `f64` costs
-    /// (column reduction, reduction transfer, augmenting row reduction, then Dijkstra-like
-    /// augmentation). Exact up to float rounding, certified by dual potentials.
+    /// The default: a Jonker–Volgenant shortest augmenting path solver on dense `f64` costs,
+    /// warm-started (square problems) by a single-precision ε-scaling auction whose result is
+    /// re-checked in `f64`; then augmenting row reduction and Dijkstra-like augmentation with
+    /// vectorised label updates. Exact up to float rounding, certified by dual potentials.
     #[default]
     Jv,
+    /// The previous default, kept as a baseline: the same Jonker–Volgenant phases warm-started
+    /// by an ε-scaling auction (square problems). Exact, certified by dual potentials; usually
+    /// slower than [`Self::Jv`] on overlapping 2-D distributions.
+    JvAuction,
     /// The reference: `pathfinding::kuhn_munkres::kuhn_munkres_min` (Hungarian algorithm).
     ///
     /// `pathfinding` needs `Ord` weights, so each cost is rounded to an integer multiple of
@@ -69,9 +114,13 @@ pub enum AssignmentSolver {
 impl AssignmentSolver {
     /// The accepted names, for messages.
     pub const NAMES: &'static str =
-        "jv, lapjv, fast, default, hungarian, pathfinding, kuhn-munkres";
+        "jv, lapjv, fast, default, jv-auction, auction, hungarian, pathfinding, kuhn-munkres";
+
+    /// Every solver, the default first.
+    pub const ALL: &'static [Self] = &[Self::Jv, Self::JvAuction, Self::Hungarian];
 
     /// Looks a solver up by name: `"jv"`, `"lapjv"`, `"fast"` or `"default"` for [`Self::Jv`];
+    /// `"jv-auction"` or `"auction"` for [`Self::JvAuction`];
     /// `"hungarian"`, `"pathfinding"` or `"kuhn-munkres"` for [`Self::Hungarian`]
     /// (case-insensitive).
     ///
@@ -83,6 +132,7 @@ impl AssignmentSolver {
     pub fn from_name(name: &str) -> Result<Self, CouplingError> {
         match name.to_ascii_lowercase().as_str() {
             "jv" | "lapjv" | "fast" | "default" => Ok(Self::Jv),
+            "jv-auction" | "jv_auction" | "auction" => Ok(Self::JvAuction),
             "hungarian" | "pathfinding" | "kuhn-munkres" | "kuhn_munkres" => Ok(Self::Hungarian),
             _ => Err(CouplingError::UnknownSolver {
                 name: name.into(),
@@ -91,10 +141,11 @@ impl AssignmentSolver {
         }
     }
 
-    /// The canonical name: `"jv"` or `"hungarian"`.
+    /// The canonical name: `"jv"`, `"jv-auction"` or `"hungarian"`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Jv => "jv",
+            Self::JvAuction => "jv-auction",
             Self::Hungarian => "hungarian",
         }
     }
@@ -102,8 +153,26 @@ impl AssignmentSolver {
     /// Solves the assignment problem on `cost` (`n ≤ m`) with this solver; see [`assignment`].
     pub fn solve(&self, cost: ArrayView2<f64>) -> Result<Vec<usize>, CouplingError> {
         match self {
-            Self::Jv => assignment(cost),
+            Self::Jv | Self::JvAuction => Ok(self.solve_with_duals(cost)?.row_to_col),
             Self::Hungarian => hungarian(cost),
+        }
+    }
+}
+
+impl AssignmentSolver {
+    /// Solves with dual potentials; [`Self::Hungarian`] has none and is refused with
+    /// [`CouplingError::InvalidParameter`].
+    pub fn solve_with_duals(
+        &self,
+        cost: ArrayView2<f64>,
+    ) -> Result<AssignmentSolution, CouplingError> {
+        match self {
+            Self::Hungarian => Err(CouplingError::InvalidParameter {
+                name: "solver",
+                value: self.name().into(),
+                reason: "the pathfinding reference computes no dual potentials",
+            }),
+            _ => solve_with(cost, *self),
         }
     }
 }
@@ -217,29 +286,19 @@ pub fn certificate(
     })
 }
 
-/// The Jonker–Volgenant solver on a row-major `n × m` matrix, `1 ≤ n ≤ m`, finite entries.
+/// The default solver ([`AssignmentSolver::Jv`]) on a row-major `n × m` matrix, `1 ≤ n ≤ m`,
+/// `m ≥ 2`, finite entries; returns `(row_to_col, v)`.
 ///
-/// Square problems start from an ε-scaling auction ([`auction_warm_start`]) that leaves dual
-/// feasible potentials and a partial assignment of tight pairs; rectangular ones from zero
-/// potentials and no pairs (so that unassigned columns keep `v = 0`). Then two passes of
-/// augmenting row reduction, and finally one Dijkstra-like shortest augmenting path per
-/// remaining free row, which is what makes the result exact. All work arrays are allocated once.
-fn lapjv(c: &[f64], n: usize, m: usize) -> AssignmentSolution {
+/// Square problems start from an `f32` ε-scaling auction ([`auction_warm_start`]) whose pairs
+/// are made exactly tight in `f64`; rectangular ones from zero potentials and no pairs (so that
+/// unassigned columns keep `v = 0`). Then two passes of augmenting row reduction, and finally
+/// one Dijkstra-like shortest augmenting path per remaining free row ([`crate::dense`]), which
+/// is what makes the result exact.
+fn lapjv_auction(c: &[f64], n: usize, m: usize) -> (Vec<usize>, Vec<f64>) {
     let mut x = vec![NONE; n]; // row -> column
     let mut y = vec![NONE; m]; // column -> row
     let mut v = vec![0.0f64; m];
     let mut free: Vec<usize> = Vec::with_capacity(n);
-
-    if m == 1 {
-        // n = m = 1.
-        return AssignmentSolution {
-            row_to_col: vec![0],
-            total: c[0],
-            u: vec![c[0]],
-            v: vec![0.0],
-        };
-    }
-
     if n == m {
         auction_warm_start(c, n, &mut x, &mut y, &mut v, &mut free);
     } else {
@@ -251,196 +310,83 @@ fn lapjv(c: &[f64], n: usize, m: usize) -> AssignmentSolution {
         }
         augmenting_row_reduction(c, n, m, &mut x, &mut y, &mut v, &mut free);
     }
-    augment(c, m, &mut x, &mut y, &mut v, &free);
-
-    let mut u = vec![0.0; n];
-    let mut total = 0.0;
-    for i in 0..n {
-        let j = x[i];
-        u[i] = c[i * m + j] - v[j];
-        total += c[i * m + j];
-    }
-    AssignmentSolution {
-        row_to_col: x,
-        total,
-        u,
-        v,
-    }
+    crate::dense::Dijkstra::new(m).augment_all(c, &mut x, &mut y, &mut v, &free);
+    (x, v)
 }
 
 /// The smallest and second-smallest reduced cost `row[j] - v[j]` and the column of the smallest.
+///
+/// Two passes: a branch-free min / second-min over independent lanes (plain `min`/`max`
+/// selects, which vectorise), then a search for the first column attaining the minimum.
 #[inline]
-fn two_best(row: &[f64], v: &[f64]) -> (f64, usize, f64) {
-    // LANES independent (best, second best, arg best) accumulators, written branch-free so the
-    // loop vectorises; merged at the end.
+pub(crate) fn two_best(row: &[f64], v: &[f64]) -> (f64, usize, f64) {
     const LANES: usize = 8;
     let mut b1 = [f64::INFINITY; LANES];
     let mut b2 = [f64::INFINITY; LANES];
-    let mut a1 = [0usize; LANES];
     let split = row.len() - row.len() % LANES;
-    for (chunk, (r, w)) in row[..split]
+    for (r, w) in row[..split]
         .chunks_exact(LANES)
         .zip(v[..split].chunks_exact(LANES))
-        .enumerate()
     {
-        let base = chunk * LANES;
         for k in 0..LANES {
             let h = r[k] - w[k];
-            let better = h < b1[k];
-            let loser = if better { b1[k] } else { h };
-            b2[k] = if loser < b2[k] { loser } else { b2[k] };
-            a1[k] = if better { base + k } else { a1[k] };
-            b1[k] = if better { h } else { b1[k] };
+            let hi = if h < b1[k] { b1[k] } else { h };
+            b2[k] = if hi < b2[k] { hi } else { b2[k] };
+            b1[k] = if h < b1[k] { h } else { b1[k] };
         }
     }
     let mut w1 = f64::INFINITY;
-    let mut j1 = 0usize;
     let mut w2 = f64::INFINITY;
-    let mut push = |h: f64, j: usize| {
+    let mut push = |h: f64| {
         if h < w1 {
             w2 = w1;
             w1 = h;
-            j1 = j;
         } else if h < w2 {
             w2 = h;
         }
     };
     for k in 0..LANES {
-        push(b1[k], a1[k]);
-        push(b2[k], usize::MAX);
+        push(b1[k]);
+        push(b2[k]);
     }
-    for j in split..row.len() {
-        push(row[j] - v[j], j);
+    for (&r, &w) in row[split..].iter().zip(&v[split..]) {
+        push(r - w);
     }
-    if j1 == usize::MAX {
-        // Only reachable when every reduced cost is +inf, which finite inputs exclude.
-        j1 = 0;
-    }
+    // Every reduced cost is finite for finite inputs, so the minimum is attained.
+    let j1 = position_of_value(row, v, w1);
     (w1, j1, w2)
 }
 
-/// Auction schedule, as fractions of the cost spread `max − min`: the first increment, the
-/// last increment of the dense phases, the final increment; the divisor between phases; the
-/// candidate list length of the sparse phases.
-const EPS_START: f64 = 0.05;
-const EPS_DENSE: f64 = 2e-3;
-const EPS_FINAL: f64 = 1e-7;
-const EPS_DIVISOR: f64 = 6.0;
-const CANDIDATES: usize = 32;
-
-/// One forward-auction phase (Gauss–Seidel) with increment `eps` over the rows in `queue`.
-/// `row_best(i, v)` returns the best and second-best reduced cost of row `i` and the best
-/// column. Stops after `cap` bids.
-fn auction_phase(
-    queue: &mut Vec<usize>,
-    x: &mut [usize],
-    y: &mut [usize],
-    v: &mut [f64],
-    eps: f64,
-    cap: usize,
-    mut row_best: impl FnMut(usize, &[f64]) -> (f64, usize, f64),
-) -> usize {
-    let mut bids = 0usize;
-    while let Some(i) = queue.pop() {
-        bids += 1;
-        if bids > cap {
-            break;
+/// f64he first `j` with `row[j] - v[j] == target` (0 if none), searched in branch-free chunks.
+#[inline]
+fn position_of_value(row: &[f64], v: &[f64], target: f64) -> usize {
+    const CHUNK: usize = 16;
+    let split = row.len() - row.len() % CHUNK;
+    for (c, (r, w)) in row[..split]
+        .chunks_exact(CHUNK)
+        .zip(v[..split].chunks_exact(CHUNK))
+        .enumerate()
+    {
+        let mut hit = false;
+        for k in 0..CHUNK {
+            hit |= r[k] - w[k] == target;
         }
-        let (w1, j1, w2) = row_best(i, v);
-        let step = if w2.is_finite() { w2 - w1 } else { 0.0 };
-        v[j1] -= step + eps;
-        let prev = y[j1];
-        y[j1] = i;
-        x[i] = j1;
-        if prev != NONE {
-            x[prev] = NONE;
-            queue.push(prev);
+        if hit {
+            let k = (0..CHUNK).find(|&k| r[k] - w[k] == target).unwrap_or(0);
+            return c * CHUNK + k;
         }
     }
-    bids
+    (split..row.len())
+        .find(|&j| row[j] - v[j] == target)
+        .unwrap_or(0)
 }
 
-/// Per-row lists of the `k` columns of smallest reduced cost, with the cost copied for locality.
-struct Candidates {
-    k: usize,
-    col: Vec<usize>,
-    cost: Vec<f64>,
-    /// Every column outside row i's list had reduced cost at least `bound[i]` when it was built.
-    bound: Vec<f64>,
-}
-
-impl Candidates {
-    fn new(n: usize, k: usize) -> Self {
-        Self {
-            k,
-            col: vec![0; n * k],
-            cost: vec![0.0; n * k],
-            bound: vec![f64::NEG_INFINITY; n],
-        }
-    }
-
-    /// Rebuilds row `i`'s list from its full cost row (`scratch` has the row's length).
-    fn rebuild(&mut self, i: usize, row: &[f64], v: &[f64], scratch: &mut [f64]) {
-        let k = self.k;
-        for ((s, &cj), &vj) in scratch.iter_mut().zip(row).zip(v) {
-            *s = cj - vj;
-        }
-        let (_, &mut tau, _) = scratch.select_nth_unstable_by(k - 1, f64::total_cmp);
-        let cols = &mut self.col[i * k..(i + 1) * k];
-        let costs = &mut self.cost[i * k..(i + 1) * k];
-        let mut t = 0;
-        for (j, (&cj, &vj)) in row.iter().zip(v).enumerate() {
-            if cj - vj < tau {
-                cols[t] = j;
-                costs[t] = cj;
-                t += 1;
-            }
-        }
-        for (j, (&cj, &vj)) in row.iter().zip(v).enumerate() {
-            if t == k {
-                break;
-            }
-            if cj - vj == tau {
-                cols[t] = j;
-                costs[t] = cj;
-                t += 1;
-            }
-        }
-        self.bound[i] = tau;
-    }
-
-    /// The two best reduced costs among row `i`'s candidates and the best column.
-    #[inline]
-    fn two_best(&self, i: usize, v: &[f64]) -> (f64, usize, f64) {
-        let k = self.k;
-        let cols = &self.col[i * k..(i + 1) * k];
-        let costs = &self.cost[i * k..(i + 1) * k];
-        let mut w1 = f64::INFINITY;
-        let mut j1 = cols[0];
-        let mut w2 = f64::INFINITY;
-        for t in 0..k {
-            let h = costs[t] - v[cols[t]];
-            if h < w2 {
-                if h < w1 {
-                    w2 = w1;
-                    w1 = h;
-                    j1 = cols[t];
-                } else {
-                    w2 = h;
-                }
-            }
-        }
-        (w1, j1, w2)
-    }
-}
-
-/// Warm start for the square case: an ε-scaling forward auction (Bertsekas 1988) from the
-/// column minima finds near-optimal column potentials `v`. The coarse phases scan whole rows;
-/// the fine ones scan only each row's [`CANDIDATES`] best columns by reduced cost, falling back
-/// to a full scan whenever the list cannot certify the two best (so every bid is the one a
-/// dense auction would make). Then only the rows whose auction column is exactly their best
-/// reduced cost over *all* columns keep it (every kept pair is tight and `v` is dual feasible);
-/// the others are pushed onto `free` for the exact phases.
+/// Warm start for the square case: an ε-scaling forward auction (Bertsekas 1988, in `f32`, see
+/// [`crate::auction`]) from the column minima finds near-optimal column potentials `v` and an
+/// ε-complementary-slack assignment. Each assigned column's potential is then raised by its
+/// row's slack (at most ε), which makes the pair exactly tight in `f64`. Then only the rows whose
+/// column is exactly their best reduced cost over *all* columns keep it (every kept pair is
+/// tight and `v` is dual feasible); the others are pushed onto `free` for the exact phases.
 fn auction_warm_start(
     c: &[f64],
     n: usize,
@@ -453,11 +399,37 @@ fn auction_warm_start(
     let (lo, hi) = c
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &z| {
-            (a.min(z), b.max(z))
+            (if z < a { z } else { a }, if z > b { z } else { b })
         });
     let range = hi - lo;
     if range > 0.0 {
-        auction(c, n, x, y, v, range);
+        // Single precision relative to the minimum; prices come back as f64.
+        let c32: Vec<f32> = c.iter().map(|&z| (z - lo) as f32).collect();
+        let mut v32 = vec![0.0f32; m];
+        crate::auction::run(&c32, n, x, y, &mut v32, range as f32);
+        for (vj, &w) in v.iter_mut().zip(&v32) {
+            *vj = f64::from(w) + lo;
+        }
+    }
+    {
+        // Make the ε-complementary-slack pairs exactly tight: raise each assigned column's
+        // potential by its row's slack (at most ε). Other rows see that column cheaper by as
+        // much, which breaks their tightness only on near-ties; those are freed below.
+        let mut slack = vec![0.0f64; n];
+        for i in 0..n {
+            let j = x[i];
+            if j != NONE {
+                let row = &c[i * m..(i + 1) * m];
+                let (w1, _, _) = two_best(row, v);
+                slack[i] = (row[j] - v[j]) - w1;
+            }
+        }
+        for i in 0..n {
+            let j = x[i];
+            if j != NONE {
+                v[j] += slack[i];
+            }
+        }
     }
     // Keep only the pairs that are tight over all columns.
     for i in 0..n {
@@ -475,72 +447,11 @@ fn auction_warm_start(
     }
 }
 
-/// The ε-scaling auction of [`auction_warm_start`] on a square matrix with spread `range > 0`.
-/// Each phase is capped, so it ends on any input; its result is only a warm start.
-fn auction(c: &[f64], n: usize, x: &mut [usize], y: &mut [usize], v: &mut [f64], range: f64) {
-    let m = n;
-    // Start from the column minima v_j = min_i c_ij.
-    v.copy_from_slice(&c[..m]);
-    for i in 1..n {
-        for (vj, &cij) in v.iter_mut().zip(&c[i * m..(i + 1) * m]) {
-            if cij < *vj {
-                *vj = cij;
-            }
-        }
-    }
-    let mut eps = range * EPS_START;
-    let eps_dense = range * EPS_DENSE;
-    let eps_final = range * EPS_FINAL;
-    let k_cand = CANDIDATES.min(m);
-    let mut queue: Vec<usize> = Vec::with_capacity(n);
-    let cap = 100 * n + 1000;
-    let restart = |queue: &mut Vec<usize>, x: &mut [usize], y: &mut [usize]| {
-        x.fill(NONE);
-        y.fill(NONE);
-        queue.clear();
-        queue.extend((0..n).rev());
-    };
-    // Dense phases.
-    loop {
-        restart(&mut queue, x, y);
-        auction_phase(&mut queue, x, y, v, eps, cap, |i, v| {
-            two_best(&c[i * m..(i + 1) * m], v)
-        });
-        if eps <= eps_dense {
-            break;
-        }
-        eps = (eps / EPS_DIVISOR).max(eps_dense);
-    }
-    if k_cand < m {
-        // Sparse phases on candidate lists; prices only fall, so each list's bound stays valid.
-        let mut cand = Candidates::new(n, k_cand);
-        let mut scratch = vec![0.0f64; m];
-        for i in 0..n {
-            cand.rebuild(i, &c[i * m..(i + 1) * m], v, &mut scratch);
-        }
-        let mut best = |i: usize, v: &[f64]| {
-            let (w1, j1, w2) = cand.two_best(i, v);
-            if w2 <= cand.bound[i] {
-                return (w1, j1, w2);
-            }
-            // The list no longer certifies the two best: rescan the whole row.
-            let row = &c[i * m..(i + 1) * m];
-            cand.rebuild(i, row, v, &mut scratch);
-            two_best(row, v)
-        };
-        while eps > eps_final {
-            eps = (eps / EPS_DIVISOR).max(eps_final);
-            restart(&mut queue, x, y);
-            auction_phase(&mut queue, x, y, v, eps, cap, &mut best);
-        }
-    }
-}
-
 /// One pass of augmenting row reduction over the free rows (an auction-like step with zero
 /// increment). Each free row takes its best column, lowering that column's potential by the gap
 /// to its second best, and evicts the previous owner. Bounded work: after a cap the remaining
 /// free rows are left for the augmentation phase, which is exact on its own.
-fn augmenting_row_reduction(
+pub(crate) fn augmenting_row_reduction(
     c: &[f64],
     n: usize,
     m: usize,
@@ -599,96 +510,6 @@ fn augmenting_row_reduction(
     free.truncate(num_free);
 }
 
-/// Shortest augmenting paths (Dijkstra on reduced costs) from each free row, with the JV dual
-/// update of the scanned columns.
-fn augment(c: &[f64], m: usize, x: &mut [usize], y: &mut [usize], v: &mut [f64], free: &[usize]) {
-    let mut d = vec![0.0f64; m];
-    let mut pred = vec![0usize; m];
-    let mut cols: Vec<usize> = (0..m).collect();
-    for &f in free {
-        let row = &c[f * m..(f + 1) * m];
-        for j in 0..m {
-            d[j] = row[j] - v[j];
-            pred[j] = f;
-            cols[j] = j;
-        }
-        // cols[..low] scanned, cols[low..up] at distance `min` to scan, cols[up..] unreached.
-        let mut low = 0usize;
-        let mut up = 0usize;
-        let mut min = 0.0f64;
-        let mut last = 0usize;
-        let end: usize;
-        'search: loop {
-            if up == low {
-                // Collect the columns of minimum distance among the unreached.
-                last = low;
-                min = d[cols[up]];
-                up += 1;
-                let first = up;
-                for k in first..m {
-                    let j = cols[k];
-                    let h = d[j];
-                    if h <= min {
-                        if h < min {
-                            up = low;
-                            min = h;
-                        }
-                        cols[k] = cols[up];
-                        cols[up] = j;
-                        up += 1;
-                    }
-                }
-                for &j in &cols[low..up] {
-                    if y[j] == NONE {
-                        end = j;
-                        break 'search;
-                    }
-                }
-            }
-            // Scan one column at distance `min`.
-            let j1 = cols[low];
-            low += 1;
-            let i = y[j1];
-            let row_i = &c[i * m..(i + 1) * m];
-            let u1 = row_i[j1] - v[j1] - min;
-            let first = up;
-            for k in first..m {
-                let j = cols[k];
-                let h = row_i[j] - v[j] - u1;
-                if h < d[j] {
-                    d[j] = h;
-                    pred[j] = i;
-                    if h == min {
-                        if y[j] == NONE {
-                            end = j;
-                            break 'search;
-                        }
-                        cols[k] = cols[up];
-                        cols[up] = j;
-                        up += 1;
-                    }
-                }
-            }
-        }
-        // Dual update of the scanned columns.
-        for &j in &cols[..last] {
-            v[j] += d[j] - min;
-        }
-        // Flip the path.
-        let mut j = end;
-        loop {
-            let i = pred[j];
-            y[j] = i;
-            let next = x[i];
-            x[i] = j;
-            if i == f {
-                break;
-            }
-            j = next;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,11 +548,12 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in [AssignmentSolver::Jv, AssignmentSolver::Hungarian] {
+        for &s in AssignmentSolver::ALL {
             assert_eq!(AssignmentSolver::from_name(s.name()).unwrap(), s);
         }
+        assert_eq!(AssignmentSolver::ALL.len(), 3);
         assert_eq!(AssignmentSolver::default(), AssignmentSolver::Jv);
-        let e = AssignmentSolver::from_name("auction").unwrap_err();
+        let e = AssignmentSolver::from_name("simplex").unwrap_err();
         assert!(e.to_string().contains("hungarian"), "{e}");
     }
 }

@@ -28,9 +28,12 @@
 //! ```
 
 mod assignment;
+mod auction;
 mod cost;
 mod coupling;
+mod dense;
 mod error;
+mod legacy;
 mod sinkhorn;
 
 pub use assignment::{
