@@ -265,9 +265,18 @@ pub struct LikelihoodArgs {
     /// Hutchinson divergence estimate with K Rademacher probes.
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub hutchinson: Option<i64>,
-    /// Solver settings.
-    #[command(flatten)]
-    pub solver: SolverArgs,
+    /// ODE solver: dopri5 (adaptive, the default here), euler, midpoint, heun, rk4.
+    #[arg(long, default_value = "dopri5", value_name = "NAME")]
+    pub solver: String,
+    /// Fixed steps (fixed-step solvers: default 100; with dopri5 turns off adaptivity).
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub steps: Option<i64>,
+    /// Relative tolerance of dopri5 (default 1e-5).
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance of dopri5 (default 1e-5).
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    pub atol: Option<f64>,
     /// Random seed (data draw, probes).
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,

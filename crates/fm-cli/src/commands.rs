@@ -466,23 +466,19 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
         },
         None => metrics::Divergence::Exact,
     };
-    let steps = a
-        .solver
-        .steps
-        .map(|k| count("steps", k, 10_000_000))
-        .transpose()?;
-    check_solver(&a.solver.solver)?;
-    let solver = flow_matching::ode::solver_by_name(&a.solver.solver)?;
+    let steps = a.steps.map(|k| count("steps", k, 10_000_000)).transpose()?;
+    check_solver(&a.solver)?;
+    let solver = flow_matching::ode::solver_by_name(&a.solver)?;
     let adaptive = solver.is_adaptive();
     let opts = metrics::LikelihoodOptions {
-        solver: a.solver.solver.clone(),
+        solver: a.solver.clone(),
         steps: if adaptive {
             steps
         } else {
             Some(steps.unwrap_or(100))
         },
-        rtol: a.solver.rtol.unwrap_or(1e-5),
-        atol: a.solver.atol.unwrap_or(1e-5),
+        rtol: a.rtol.unwrap_or(1e-5),
+        atol: a.atol.unwrap_or(1e-5),
         divergence,
     };
     let field = model.field(true)?;
