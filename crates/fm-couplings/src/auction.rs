@@ -5,6 +5,21 @@
 //! single precision here costs no exactness, and halves the memory traffic of the dense bids.
 use crate::assignment::NONE;
 
+/// How many entries of `h` are below `t` (branch-free, vectorises).
+#[inline]
+fn count_below(h: &[f32], t: f32) -> usize {
+    const LANES: usize = 16;
+    let mut acc = [0u32; LANES];
+    let split = h.len() - h.len() % LANES;
+    for c in h[..split].chunks_exact(LANES) {
+        for k in 0..LANES {
+            acc[k] += u32::from(c[k] < t);
+        }
+    }
+    let tail = h[split..].iter().filter(|&&x| x < t).count();
+    acc.iter().map(|&a| a as usize).sum::<usize>() + tail
+}
+
 /// The smallest and second-smallest reduced cost `row[j] - v[j]` and the column of the smallest.
 #[inline]
 pub(crate) fn two_best(row: &[f32], v: &[f32]) -> (f32, usize, f32) {
@@ -119,7 +134,9 @@ struct Candidates {
     cost: Vec<f32>,
     /// Every column outside row i's list had reduced cost at least `bound[i]` when it was built.
     bound: Vec<f32>,
-    samples: Vec<f32>,
+    /// The last threshold gap `τ − min` per row, and the last one of any row.
+    gap: Vec<f32>,
+    gap_hint: f32,
 }
 
 impl Candidates {
@@ -132,36 +149,58 @@ impl Candidates {
             col: vec![0; n * cap],
             cost: vec![0.0; n * cap],
             bound: vec![f32::NEG_INFINITY; n],
-            samples: Vec::new(),
+            gap: vec![0.0; n],
+            gap_hint: 0.0,
         }
     }
 
     /// Rebuilds row `i`'s list from its full cost row (`scratch` has the row's length): the
-    /// columns of reduced cost below a threshold `τ` estimated from a strided sample, so the
-    /// list holds about `k` columns; exact selection of the `k` best when the estimate misses.
+    /// columns of reduced cost below `τ = min + gap`, with the gap adapted (from the row's
+    /// previous one, or the last one used) until the list holds between `k/2` and `2k`
+    /// columns; exact selection of the `k` best when that does not settle (heavy ties).
     fn rebuild(&mut self, i: usize, row: &[f32], v: &[f32], scratch: &mut [f32]) {
         let (k, cap) = (self.k, self.cap);
-        let m = row.len();
+        let lo = (k / 2).max(2);
+        let mut w1 = f32::INFINITY;
         for ((s, &cj), &vj) in scratch.iter_mut().zip(row).zip(v) {
-            *s = cj - vj;
+            let h = cj - vj;
+            *s = h;
+            w1 = if h < w1 { h } else { w1 };
         }
-        // Threshold estimate: the (k/stride)-th smallest of every stride-th reduced cost.
-        let stride = (m / (4 * k)).max(1);
-        self.samples.clear();
-        self.samples.extend(scratch.iter().step_by(stride).copied());
-        let rank = (k / stride).clamp(2, self.samples.len()) - 1;
-        let (_, &mut est, _) = self.samples.select_nth_unstable_by(rank, f32::total_cmp);
-        let count = scratch.iter().filter(|&&h| h < est).count();
-        let tau = if (2..=cap).contains(&count) {
-            est
+        let mut gap = if self.gap[i] > 0.0 {
+            self.gap[i]
         } else {
+            self.gap_hint
+        };
+        let mut tau = f32::NAN;
+        for _ in 0..12 {
+            if !(gap > 0.0 && gap.is_finite()) {
+                break;
+            }
+            let t = w1 + gap;
+            let count = count_below(scratch, t);
+            if count < lo {
+                gap *= 2.0;
+            } else if count > cap {
+                gap *= 0.5;
+            } else {
+                tau = t;
+                break;
+            }
+        }
+        if tau.is_nan() {
             let (_, &mut t, _) = scratch.select_nth_unstable_by(k - 1, f32::total_cmp);
             // The selection permuted `scratch`; recompute it.
             for ((s, &cj), &vj) in scratch.iter_mut().zip(row).zip(v) {
                 *s = cj - vj;
             }
-            t
-        };
+            tau = t;
+            gap = tau - w1;
+        }
+        if gap > 0.0 && gap.is_finite() {
+            self.gap[i] = gap;
+            self.gap_hint = gap;
+        }
         let cols = &mut self.col[i * cap..(i + 1) * cap];
         let costs = &mut self.cost[i * cap..(i + 1) * cap];
         let mut t = 0;
@@ -232,7 +271,8 @@ pub(crate) fn run(
     let mut eps = range * EPS_START;
     let eps_dense = range * EPS_DENSE;
     let eps_final = range * EPS_FINAL;
-    let k_cand = CANDIDATES.min(m);
+    // Longer lists for wide rows: a list rebuild costs a full row, a bid only the list.
+    let k_cand = CANDIDATES.max(2 * (m as f64).sqrt() as usize).min(m);
     let mut queue: Vec<usize> = Vec::with_capacity(n);
     let cap = 100 * n + 1000;
     let restart = |queue: &mut Vec<usize>, x: &mut [usize], y: &mut [usize]| {

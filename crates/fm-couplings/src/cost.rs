@@ -42,6 +42,15 @@ pub fn sq_euclidean_cost(
     let b = b.as_slice().expect("standard layout");
     let fill_row = |i: usize, row: &mut [f64]| {
         let xi = &a[i * d..(i + 1) * d];
+        if d == 2 {
+            // The common 2-D case, without the inner loop.
+            let (p, q) = (xi[0], xi[1]);
+            for (out, yj) in row.iter_mut().zip(b.chunks_exact(2)) {
+                let (dx, dy) = (p - yj[0], q - yj[1]);
+                *out = dx * dx + dy * dy;
+            }
+            return;
+        }
         for (j, out) in row.iter_mut().enumerate() {
             let yj = &b[j * d..(j + 1) * d];
             let mut s = 0.0;
@@ -157,6 +166,23 @@ mod tests {
             for j in [0, 77, 119] {
                 let want: f64 = (&a.row(i) - &b.row(j)).mapv(|v| v * v).sum();
                 assert!((c[[i, j]] - want).abs() <= 1e-12 * want.max(1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn two_dimensional_fast_path_matches_a_direct_loop() {
+        let mut rng = fm_core::rng::seeded(5);
+        let normal = fm_core::StandardNormal::new(2).unwrap();
+        for (n, m) in [(3, 5), (300, 400)] {
+            let a = normal.sample(n, &mut rng);
+            let b = normal.sample(m, &mut rng) * 3.0;
+            let c = sq_euclidean_cost(a.view(), b.view()).unwrap();
+            for i in 0..n {
+                for j in (0..m).step_by(7) {
+                    let want = (a[[i, 0]] - b[[j, 0]]).powi(2) + (a[[i, 1]] - b[[j, 1]]).powi(2);
+                    assert!((c[[i, j]] - want).abs() <= 1e-12 * want.max(1.0));
+                }
             }
         }
     }
