@@ -46,4 +46,4 @@ pub use coupling::{
     sample_plan,
 };
 pub use error::CouplingError;
-pub use sinkhorn::{SinkhornParams, SinkhornPlan, sinkhorn, sinkhorn_uniform};
+pub use sinkhorn::{SinkhornParams, SinkhornPlan, sinkhorn, sinkhorn_log_domain, sinkhorn_uniform};

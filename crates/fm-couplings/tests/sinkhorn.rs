@@ -159,3 +159,32 @@ fn bad_costs_are_errors() {
     assert!(sinkhorn_uniform(ndarray::Array2::<f64>::zeros((0, 2)).view(), &p).is_err());
     assert!(sinkhorn_uniform(array![[0.0, f64::NAN]].view(), &p).is_err());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// The kernel-scaling iteration and the plain log-domain one compute the same plan.
+    #[test]
+    fn kernel_scaling_matches_the_log_domain_reference(
+        n in 2usize..40,
+        eps in prop_oneof![Just(0.01), Just(0.1), Just(1.0)],
+        seed in any::<u64>(),
+    ) {
+        let (x_0, x_1) = points(n, 1.0, seed);
+        let cost = fm_couplings::sq_euclidean_cost_normalized(x_0.view(), x_1.view()).unwrap();
+        let (r, c) = cost.dim();
+        let a = ndarray::Array1::from_elem(r, 1.0 / r as f64);
+        let b = ndarray::Array1::from_elem(c, 1.0 / c as f64);
+        let params = SinkhornParams { tol: 1e-10, ..SinkhornParams::with_epsilon(eps) };
+        let fast = fm_couplings::sinkhorn(cost.view(), a.view(), b.view(), &params).unwrap();
+        let slow = fm_couplings::sinkhorn_log_domain(cost.view(), a.view(), b.view(), &params).unwrap();
+        prop_assert!(
+            fast.converged == slow.converged && fast.iterations == slow.iterations,
+            "fast {} ({} it, err {:e}), slow {} ({} it, err {:e})",
+            fast.converged, fast.iterations, fast.error, slow.converged, slow.iterations, slow.error
+        );
+        let diff = (&fast.plan - &slow.plan).mapv(f64::abs).sum();
+        prop_assert!(diff < 1e-7, "L1 difference {diff}");
+        prop_assert!((fast.error - slow.error).abs() < 1e-9);
+    }
+}
