@@ -7,6 +7,7 @@
 //!   `fm` binary.
 
 mod bench;
+mod plot;
 mod reproduce;
 
 use anyhow::{Context, Result, bail};
