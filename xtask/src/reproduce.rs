@@ -172,9 +172,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     };
     let command = format!("cargo xtask reproduce {}", args.join(" "));
     run_cmd(Command::new("cargo").args(["build", "--release", "-p", "fm-cli"]))?;
-    let fm = root().join("target/release/fm");
     let work = root().join("target/reproduce");
     std::fs::create_dir_all(&work)?;
+    // A private copy, so a rebuild during a long run cannot swap the binary under it.
+    let fm = work.join("fm");
+    std::fs::copy(root().join("target/release/fm"), &fm).context("copying the fm binary")?;
 
     let started = Instant::now();
     let table = table2(&fm, &work, &budget, jobs.max(1), only.as_deref())?;
