@@ -199,7 +199,8 @@ mod tests {
             );
             let field = ScoreField::new(eps, sch);
             let x = array![[0.3, -1.2], [2.0, 0.5], [-1.0, 1.0]];
-            for &t in &[0.2, 0.5, 0.8, 0.95] {
+            // Times where α_t is above SCORE_ALPHA_FLOOR for every scheduler.
+            for &t in &[0.3, 0.5, 0.8, 0.95] {
                 let v = field.velocity_vec(t, x.view());
                 let c = sch.at(t);
                 let var = c.alpha_t * c.alpha_t * s * s + c.sigma_t * c.sigma_t;
