@@ -174,10 +174,15 @@ pub fn sinkhorn(
     // leaves [1e-50, 1e50] (absorbed into f, g), when ε changes, or to rescue an underflow.
     let mut iterate = |e: f64, f: &mut [f64], g: &mut [f64], stop: f64, last: bool| -> f64 {
         if e != stage_e {
-            if stage_e.is_finite() {
-                ker.absorb(f, g, stage_e);
+            if stage_e.is_finite() && e * 2.0 == stage_e {
+                // Halving ε: exp((f' + g' − C) / (e/2)) = (u_i K_ij v_j)², no exponentials.
+                ker.square(f, g, stage_e);
+            } else {
+                if stage_e.is_finite() {
+                    ker.absorb(f, g, stage_e);
+                }
+                ker.rebuild(c, f, g, e);
             }
-            ker.rebuild(c, f, g, e);
             stage_e = e;
         }
         if !ker.row_update(a) {
@@ -435,6 +440,29 @@ impl Kernel {
         }
         self.u.fill(1.0);
         self.v.fill(1.0);
+    }
+
+    /// Moves from `e` to `e / 2`: absorbs the scalings into the potentials and replaces the
+    /// kernel by `(u_i K_ij v_j)²`, which is the kernel of the new potentials at `e / 2`.
+    fn square(&mut self, f: &mut [f64], g: &mut [f64], e: f64) {
+        let m = self.m;
+        let (u, v) = (&self.u, &self.v);
+        let sq = |i: usize, row: &mut [f64]| {
+            let ui = u[i];
+            for (kij, &vj) in row.iter_mut().zip(v) {
+                let p = ui * *kij * vj;
+                *kij = p * p;
+            }
+        };
+        if self.parallel {
+            self.k
+                .par_chunks_mut(m)
+                .enumerate()
+                .for_each(|(i, r)| sq(i, r));
+        } else {
+            self.k.chunks_mut(m).enumerate().for_each(|(i, r)| sq(i, r));
+        }
+        self.absorb(f, g, e);
     }
 
     /// `f += e log u`, `g += e log v`, `u = v = 1` (the kernel must be rebuilt after this).
