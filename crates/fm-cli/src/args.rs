@@ -140,14 +140,9 @@ pub struct TrainArgs {
         allow_negative_numbers = true
     )]
     pub log_every: i64,
-    /// Worker threads (results are bit-identical for any number).
-    #[arg(
-        long,
-        default_value_t = 1,
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub threads: i64,
+    /// Worker threads, default: the available cores (results are bit-identical for any number).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub threads: Option<i64>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -386,12 +381,7 @@ pub struct DemoArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
-    /// Worker threads.
-    #[arg(
-        long,
-        default_value_t = 1,
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub threads: i64,
+    /// Worker threads, default: the available cores (results are bit-identical for any number).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub threads: Option<i64>,
 }

@@ -47,6 +47,14 @@ fn count(name: &str, v: i64, max: i64) -> Result<usize> {
     Ok(v as usize)
 }
 
+/// `--threads`, by default the available cores (at most 8).
+fn threads(v: Option<i64>) -> Result<usize> {
+    match v {
+        Some(v) => count("threads", v, 1024),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(8))),
+    }
+}
+
 fn parse_hidden(s: &str) -> Result<Vec<usize>> {
     let s = s.trim();
     if s.is_empty() || s == "none" {
@@ -108,7 +116,7 @@ fn train_setup(a: &TrainArgs, checkpoint: Option<PathBuf>) -> Result<TrainSetup>
     let steps = count("steps", a.steps, 100_000_000)?;
     let batch = count("batch", a.batch, 1 << 20)?;
     let log_every = count("log-every", a.log_every, 100_000_000)?;
-    let threads = count("threads", a.threads, 1024)?;
+    let threads = threads(a.threads)?;
     let checkpoint_every = a
         .checkpoint_every
         .map(|c| count("checkpoint-every", c, 100_000_000))
@@ -602,7 +610,7 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
 
 fn demo(a: DemoArgs, json: bool) -> Result<Report> {
     let steps = count("steps", a.steps, 10_000_000)?;
-    let threads = count("threads", a.threads, 1024)?;
+    let threads = threads(a.threads)?;
     if a.out.exists() && !a.out.is_dir() {
         bail!(input(format!(
             "{}: exists and is not a directory: choose another --out",
