@@ -10,7 +10,9 @@
 //! * [`assignment`]: a fast exact Jonker–Volgenant assignment solver (rows ≤ columns), with dual
 //!   potentials ([`assignment_with_duals`]) checked by [`certificate`]; [`hungarian`] is the
 //!   `pathfinding` reference, selectable by name through [`AssignmentSolver::from_name`].
-//! * [`sinkhorn`]: log-domain entropic OT; [`sample_plan`] draws pairs from a dense plan.
+//! * [`sinkhorn`]: stabilised entropic OT (scaling on a precomputed kernel, absorbed into
+//!   log-domain potentials); [`sinkhorn_log_domain`] is the plain log-domain reference;
+//!   [`sample_plan`] draws pairs from a dense plan.
 //! * [`sq_euclidean_cost`]: cost matrices, filled in parallel for large batches.
 //!
 //! ```
