@@ -2,6 +2,7 @@
 //!
 //! Instances: `shifted` = n samples of N(0, I) against n samples of N((2, 0), I);
 //! `same` = N(0, I) against N(0, I). Sizes n ∈ {64, 256, 1024, 2048}.
+//! Solvers: `jv` (default), `jv-auction` (the previous default, baseline), `hungarian`.
 //! The `pathfinding` reference (Kuhn–Munkres, O(n³)) is skipped at n = 2048 (O(n³): about 20 s a call here, 2.3 s at n = 1024).
 //!
 //! `cargo bench -p fm-couplings --bench assignment -- --warm-up-time 1 --measurement-time 3`
@@ -28,7 +29,7 @@ fn bench_assignment(c: &mut Criterion) {
             if n >= 1024 {
                 group.sample_size(10);
             }
-            for solver in [AssignmentSolver::Jv, AssignmentSolver::Hungarian] {
+            for &solver in AssignmentSolver::ALL {
                 if solver == AssignmentSolver::Hungarian && n > 1024 {
                     continue;
                 }
