@@ -254,6 +254,50 @@ fn sample_options(
     })
 }
 
+/// Names the solver and the knobs that help when an integration gives up (too many steps, a
+/// step size underflow, a non-finite state); other errors pass through unchanged. The exit code
+/// stays 1: the model, not the input, is at fault.
+fn integration_failure(
+    err: impl Into<anyhow::Error>,
+    solver: &str,
+    max_steps: Option<usize>,
+) -> anyhow::Error {
+    use flow_matching::{metrics::MetricsError, ode::OdeError, train::TrainError};
+    let err = err.into();
+    let ode = err.chain().find_map(|c| {
+        c.downcast_ref::<TrainError>()
+            .and_then(|t| match t {
+                TrainError::Ode(o) => Some(o),
+                _ => None,
+            })
+            .or_else(|| {
+                c.downcast_ref::<MetricsError>().and_then(|m| match m {
+                    MetricsError::Ode(o) => Some(o),
+                    _ => None,
+                })
+            })
+            .or_else(|| c.downcast_ref::<OdeError>())
+    });
+    let hint = match ode {
+        Some(OdeError::MaxStepsExceeded { max_steps: m, .. }) => match max_steps {
+            Some(m) => format!(
+                "--solver {solver} gave up after --max-steps {m} steps; raise --max-steps, loosen --rtol/--atol, or use a fixed-step solver with --steps"
+            ),
+            None => format!(
+                "--solver {solver} gave up after {m} steps; loosen --rtol/--atol, or use a fixed-step solver with --steps"
+            ),
+        },
+        Some(OdeError::StepSizeUnderflow { .. }) => format!(
+            "--solver {solver} could not keep its error within the tolerances (the model's field is too stiff); loosen --rtol/--atol or use a fixed-step solver with --steps"
+        ),
+        Some(OdeError::NonFiniteState { .. } | OdeError::NonFiniteVelocity { .. }) => format!(
+            "integrating the model with --solver {solver} blew up; use more --steps or an adaptive solver (dopri5), or retrain the model"
+        ),
+        _ => return err,
+    };
+    err.context(hint)
+}
+
 fn check_solver(name: &str) -> Result<()> {
     flow_matching::ode::solver_by_name(name)
         .map(|_| ())
@@ -330,7 +374,8 @@ fn sample(a: SampleArgs) -> Result<Report> {
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
     let start = Instant::now();
-    let (_, sol) = flow_matching::train::sample(&model, &opts)?;
+    let (_, sol) = flow_matching::train::sample(&model, &opts)
+        .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
     let secs = start.elapsed().as_secs_f64();
     write_points(&a.out, sol.x.view())?;
     if let Some(t) = &a.trajectory {
@@ -416,7 +461,8 @@ fn eval(a: EvalArgs) -> Result<Report> {
     let dim = model.config.architecture.dim;
     let opts = sample_options(&a.solver, n, a.seed, 0, true)?;
     let start = Instant::now();
-    let (x_0, sol) = flow_matching::train::sample(&model, &opts)?;
+    let (x_0, sol) = flow_matching::train::sample(&model, &opts)
+        .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
     let secs = start.elapsed().as_secs_f64();
     let target = target_points(&a.target, n, Some(dim), a.seed)?;
     let f = compare(&sol.x, &target)?;
@@ -491,7 +537,8 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     };
     let field = model.field(true)?;
     let start = Instant::now();
-    let ll = metrics::log_likelihood(field.as_ref(), x.view(), &opts, &mut rng)?;
+    let ll = metrics::log_likelihood(field.as_ref(), x.view(), &opts, &mut rng)
+        .map_err(|e| integration_failure(e, &a.solver, None))?;
     let secs = start.elapsed().as_secs_f64();
     let mean = ll.mean();
     println!(

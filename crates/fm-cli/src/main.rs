@@ -57,7 +57,13 @@ pub fn check_out_dir(out: &Path) -> anyhow::Result<()> {
 
 /// The exit code of an error: 2 when the user's input is at fault, 1 otherwise.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    use flow_matching::{data::DataError, train::TrainError};
+    use flow_matching::{data::DataError, metrics::MetricsError, ode::OdeError, train::TrainError};
+    let ode_input = |e: &OdeError| {
+        matches!(
+            e,
+            OdeError::UnknownSolver { .. } | OdeError::InvalidParameter { .. }
+        )
+    };
     for cause in err.chain() {
         if cause.downcast_ref::<InputError>().is_some()
             || cause.downcast_ref::<DataError>().is_some()
@@ -67,8 +73,38 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(t) = cause.downcast_ref::<TrainError>() {
             return if t.is_invalid_input() { 2 } else { 1 };
         }
+        // Metrics and solvers see the user's tolerances, probe counts and files directly
+        // (`fm likelihood --rtol -1`, `fm eval` on samples of the wrong size).
+        if let Some(m) = cause.downcast_ref::<MetricsError>() {
+            return match m {
+                MetricsError::InvalidParameter { .. } | MetricsError::SizeMismatch { .. } => 2,
+                MetricsError::Ode(o) if ode_input(o) => 2,
+                _ => 1,
+            };
+        }
+        if let Some(o) = cause.downcast_ref::<OdeError>() {
+            return if ode_input(o) { 2 } else { 1 };
+        }
     }
     1
+}
+
+/// The error and its causes on one line, `: `-separated, leaving out a cause whose text the line
+/// already holds (errors that print their source, e.g. `cannot access x.csv: No such file`, would
+/// otherwise repeat it).
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn main() -> ExitCode {
@@ -95,7 +131,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(err)) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_line(&err));
             ExitCode::from(exit_code(&err))
         }
         Err(_) => ExitCode::from(1),
