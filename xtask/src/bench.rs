@@ -14,35 +14,84 @@ struct Measured {
     median_ns: f64,
 }
 
-/// Which function of a group is the in-run baseline of the others (matched by substring).
-const BASELINES: &[&str] = &["pathfinding", "baseline", "matmul_floor", "reference"];
+/// In-run baselines: `(baseline, compared)` where a measurement whose id matches `baseline`
+/// (in group/function/value form, with the rest of the id equal) is the reference for the one
+/// that matches `compared`. Function ids are matched exactly; a `prefix/` form strips a prefix.
+const BASELINES: &[(&str, &str, &str)] = &[
+    // (kind, baseline, compared)
+    ("function", "hungarian", "jv"),
+    ("function", "jv-auction", "jv"),
+    ("prefix", "log-domain/", ""),
+    ("group", "bare_matmuls_b256", "train_step_b256_threads1"),
+];
+
+/// The id of the measurement this one is a baseline for, if it is a baseline.
+fn baseline_of(m: &Measured) -> Option<(String, String, String)> {
+    for &(kind, base, compared) in BASELINES {
+        match kind {
+            "function" if m.function == base => {
+                return Some((m.group.clone(), compared.into(), m.value.clone()));
+            }
+            "prefix" if m.function.starts_with(base) => {
+                let rest = m.function[base.len()..].to_string();
+                return Some((m.group.clone(), rest, m.value.clone()));
+            }
+            "group" if m.group == base => {
+                return Some((compared.into(), m.function.clone(), m.value.clone()));
+            }
+            _ => {}
+        }
+    }
+    None
+}
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    // `--collect-only` summarises what criterion already stored in target/criterion (from
+    // earlier `cargo bench` runs) without running anything.
+    let collect_only = args.iter().any(|a| a == "--collect-only");
     let out = flag_value(args, "--out")?;
     let (warm, measure) = if quick { ("0.5", "1") } else { ("1", "3") };
-    let command =
-        format!("cargo bench --workspace -- --warm-up-time {warm} --measurement-time {measure}");
-    println!("running: {command}");
-    run_cmd(Command::new("cargo").args([
-        "bench",
-        "--workspace",
-        "--",
-        "--warm-up-time",
-        warm,
-        "--measurement-time",
-        measure,
-    ]))?;
+    let source = if collect_only {
+        "the criterion results already stored in target/criterion by earlier `cargo bench` \
+         runs (each line's latest run: a line and its baseline may then come from different \
+         runs, so the ratios are only as good as the machine was quiet)"
+            .to_string()
+    } else {
+        let command = format!(
+            "cargo bench --workspace -- --warm-up-time {warm} --measurement-time {measure}"
+        );
+        println!("running: {command}");
+        run_cmd(Command::new("cargo").args([
+            "bench",
+            "--workspace",
+            "--",
+            "--warm-up-time",
+            warm,
+            "--measurement-time",
+            measure,
+        ]))?;
+        format!("a fresh `{command}`")
+    };
     let measured = collect(&root().join("target/criterion"))?;
     let table = table(&measured);
     println!("{table}");
     if let Some(out) = out {
+        let flags: String = args
+            .iter()
+            .filter(|a| *a == "--quick" || *a == "--collect-only")
+            .map(|a| format!(" {a}"))
+            .collect();
+        let ratios = if collect_only {
+            "Times are criterion medians."
+        } else {
+            "Times are criterion medians; a ratio compares a line with its baseline measured in \
+             the same run."
+        };
         let text = format!(
-            "# Benchmarks\n\nMachine: {}.\n\nCommand: `cargo xtask bench{}` (which runs `{command}`).\n\
-             Times are criterion medians; a ratio compares a line with the baseline of its group\n\
-             measured in the same run.\n\n{table}\n",
+            "# Benchmarks\n\nMachine: {}.\n\nCommand: `cargo xtask bench{flags}`, which \
+             summarises {source}.\n{ratios}\n\n{table}\n",
             machine(),
-            if quick { " --quick" } else { "" },
         );
         write_atomic(Path::new(&out), &text)?;
         println!("wrote {out}");
@@ -111,16 +160,20 @@ fn human(ns: f64) -> String {
 }
 
 fn table(measured: &[Measured]) -> String {
-    // Baseline per (group, value).
-    let mut base: BTreeMap<(&str, &str), (&str, f64)> = BTreeMap::new();
+    let mut bases: BTreeMap<(String, String, String), Vec<(String, f64)>> = BTreeMap::new();
     for m in measured {
-        if BASELINES.iter().any(|b| m.function.contains(b)) {
-            base.insert((&m.group, &m.value), (&m.function, m.median_ns));
+        if let Some(key) = baseline_of(m) {
+            let name = [m.group.as_str(), m.function.as_str()]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
+            bases.entry(key).or_default().push((name, m.median_ns));
         }
     }
-    let mut s = String::from(
-        "| benchmark | median | time ÷ in-run baseline (<1 is faster) |\n|---|---|---|\n",
-    );
+    let mut s =
+        String::from("| benchmark | median | against the in-run baseline |\n|---|---|---|\n");
     for m in measured {
         let id = [m.group.as_str(), m.function.as_str(), m.value.as_str()]
             .iter()
@@ -128,17 +181,23 @@ fn table(measured: &[Measured]) -> String {
             .copied()
             .collect::<Vec<_>>()
             .join("/");
-        let ratio = match base.get(&(m.group.as_str(), m.value.as_str())) {
-            Some((name, b)) if !BASELINES.iter().any(|x| m.function.contains(x)) => {
-                format!(
-                    "{:.3} of `{name}` ({:.1}× speed-up)",
-                    m.median_ns / b,
-                    b / m.median_ns
-                )
-            }
-            Some(_) => "baseline".into(),
-            None => String::new(),
-        };
+        let key = (m.group.clone(), m.function.clone(), m.value.clone());
+        let ratio = bases
+            .get(&key)
+            .map(|bs| {
+                bs.iter()
+                    .map(|(name, b)| {
+                        let r = b / m.median_ns;
+                        if r >= 1.0 {
+                            format!("{r:.1}× faster than `{name}`")
+                        } else {
+                            format!("{:.2}× the time of `{name}`", m.median_ns / b)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
         s.push_str(&format!("| {id} | {} | {ratio} |\n", human(m.median_ns)));
     }
     s

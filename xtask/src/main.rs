@@ -17,7 +17,7 @@ use std::process::Command;
 const HELP: &str = "cargo xtask <task> [options]
 
 tasks:
-  bench [--quick] [--out FILE]              run the criterion benches, print one summary table
+  bench [--quick] [--collect-only] [--out FILE]\n                                            run the criterion benches (or only summarise\n                                            stored results), print one summary table
   reproduce [--quick] [--seeds N] [--out FILE]
                                             reproduce the published 2-D results table
   help                                      this text";
