@@ -5,15 +5,18 @@
 #   scripts/fuzz.sh                    every target, 60 s each
 #   scripts/fuzz.sh -t 300 npy csv     only these targets, 300 s each
 #   FUZZ_TIME=120 scripts/fuzz.sh      same as -t 120
-#   FUZZ_JOBS=2 scripts/fuzz.sh        libFuzzer workers per target (default 1)
+#   FUZZ_JOBS=2 scripts/fuzz.sh        parallel libFuzzer jobs per target (default 1)
 #   FUZZ_SANITIZER=none scripts/fuzz.sh   if the address sanitizer does not build here
+#   FUZZ_STOP_ON_CRASH=1 scripts/fuzz.sh  stop a target at its first crash (default: libFuzzer's
+#                                         fork mode keeps going and collects every crash)
 #
 # Needs cargo-fuzz (installed with `cargo install cargo-fuzz --locked` if missing) and a nightly
 # compiler; without one the stable compiler is used with RUSTC_BOOTSTRAP=1.
 #
 # Seeds are read from fuzz/corpus/<target>/ (committed, never written to); the corpus a run
 # grows goes to fuzz/target/corpus/<target>/ (ignored by git), crashes to
-# fuzz/artifacts/<target>/. A crash makes the script exit 1 after all targets ran. Minimise one
+# fuzz/artifacts/<target>/ (crash-*, oom-*, timeout-*). Any new artifact makes the script exit 1
+# after all targets ran. Minimise one
 # with `RUSTC_BOOTSTRAP=1 cargo fuzz tmin <target> <artifact>`, then keep it as a regression
 # (fuzz/regressions/<target>/, replayed by `cargo test --manifest-path fuzz/Cargo.toml --lib`).
 set -euo pipefail
@@ -26,6 +29,7 @@ JOBS=${FUZZ_JOBS:-1}
 SANITIZER=${FUZZ_SANITIZER:-address}
 MAX_LEN=${FUZZ_MAX_LEN:-8192}
 RSS_MB=${FUZZ_RSS_LIMIT_MB:-2048}
+STOP_ON_CRASH=${FUZZ_STOP_ON_CRASH:-0}
 
 while getopts "t:j:s:h" opt; do
     case $opt in
@@ -68,24 +72,36 @@ for t in "${TARGETS[@]}"; do
         exit 2
     fi
     work="$ROOT/fuzz/target/corpus/$t"
-    mkdir -p "$work" "$ROOT/fuzz/artifacts/$t"
+    artifacts="$ROOT/fuzz/artifacts/$t"
+    mkdir -p "$work" "$artifacts"
     log="$ROOT/fuzz/target/fuzz-$t.log"
+    stamp="$ROOT/fuzz/target/.stamp-$t"
+    touch "$stamp"
+    sleep 1
+    if [ "$STOP_ON_CRASH" = 1 ]; then
+        mode=(-runs=-1)
+        [ "$JOBS" -gt 1 ] && mode=(-jobs="$JOBS" -workers="$JOBS")
+    else
+        mode=(-fork="$JOBS" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
+    fi
     echo "== $t: ${TIME} s (log: $log)" >&2
     set +e
-    (cd fuzz && cargo "${TOOLCHAIN[@]}" fuzz run --sanitizer "$SANITIZER" --jobs "$JOBS" "$t" \
-        "$work" "$ROOT/fuzz/corpus/$t" -- \
+    (cd fuzz && cargo "${TOOLCHAIN[@]}" fuzz run --sanitizer "$SANITIZER" "$t" \
+        "$work" "$ROOT/fuzz/corpus/$t" -- "${mode[@]}" \
         -max_total_time="$TIME" -max_len="$MAX_LEN" -rss_limit_mb="$RSS_MB" \
         -timeout=10 -print_final_stats=1) >"$log" 2>&1
     rc=$?
     set -e
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s+=$2} END {print s+0}')
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-    if [ $rc -ne 0 ]; then
+    # Runs: the last status line (`#N: ...` in fork mode, `#N DONE ...` otherwise).
+    runs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+    mapfile -t found < <(find "$artifacts" -type f -newer "$stamp" | sort)
+    if [ ${#found[@]} -ne 0 ] || [ $rc -ne 0 ]; then
         failed+=("$t")
-        summary+=("$t: CRASH after ${runs} runs (exit $rc) - see $log and fuzz/artifacts/$t/")
-        grep -m3 -E "panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|out-of-memory|deadly signal" "$log" >&2 || true
+        summary+=("$t: ${#found[@]} finding(s) in ${runs:-?} runs (exit $rc): ${found[*]:-see $log}")
+        grep -m3 -E "panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|out-of-memory" "$log" >&2 || true
     else
-        summary+=("$t: ok, ${runs} runs in ${TIME} s, coverage ${cov:-?}")
+        summary+=("$t: ok, ${runs:-?} runs in ${TIME} s, coverage ${cov:-?}")
     fi
 done
 
