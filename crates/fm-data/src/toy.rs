@@ -723,9 +723,8 @@ impl Toy {
         }
         let mut rows: Vec<[f64; 2]> = match *self {
             Toy::Gaussian { dim, mean, std } => {
-                return Ok(Array2::from_shape_simple_fn((n, dim), || {
-                    mean + std * normal(rng)
-                }));
+                let x = Array2::from_shape_simple_fn((n, dim), || mean + std * normal(rng));
+                return self.finite_samples(x);
             }
             Toy::EightGaussians { radius, std, .. } => (0..n)
                 .map(|_| {
@@ -839,6 +838,13 @@ impl Toy {
         if let Some(a) = self.affine() {
             a.apply(&mut x);
         }
+        self.finite_samples(x)
+    }
+
+    /// `x` if every entry is finite: parameters that pass [`Toy::check`] one by one can still
+    /// overflow together (`moons:noise=1e308`), and a NaN sample must be an error, not data.
+    fn finite_samples(&self, x: Array2<f64>) -> Result<Array2<f64>, DataError> {
+        fm_core::shape::check_finite(&format!("samples of {}", self.name()), x.view())?;
         Ok(x)
     }
 }
@@ -861,6 +867,23 @@ fn linspace(start: f64, stop: f64, k: usize, endpoint: bool) -> impl Iterator<It
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_that_overflow_together_are_an_error_not_inf() {
+        // Found by tests/robustness.rs: each parameter passes `check`, the samples overflow.
+        let mut rng = fm_core::rng::seeded(1);
+        for spec in ["moons:noise=1e308", "gaussian:dim=2,mean=1e308,std=1e308"] {
+            let toy = Toy::parse(spec, None).unwrap();
+            let err = toy.sample(64, &mut rng).unwrap_err();
+            assert!(err.to_string().contains("non-finite"), "{spec}: {err}");
+        }
+        assert!(
+            Toy::parse("moons:noise=0.1", None)
+                .unwrap()
+                .sample(64, &mut rng)
+                .is_ok()
+        );
+    }
 
     #[test]
     fn linspace_matches_numpy() {

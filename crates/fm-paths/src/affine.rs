@@ -1,7 +1,7 @@
 //! Affine probability paths `x_t = α_t x_1 + σ_t x_0` driven by a [`Scheduler`].
 
 use crate::gaussian::{Coefs, HasCoefs, gaussian_methods};
-use crate::path::{check_inputs, check_times, map_rows, sample_rows};
+use crate::path::{check_inputs, check_times, check_x_0, map_rows, sample_rows};
 use crate::{
     Boundary, Conditioning, GaussianPath, PathError, PathSample, ProbPath, Scheduler,
     SchedulerOutput, VpScheduler,
@@ -195,6 +195,7 @@ impl<S: Scheduler> ProbPath for AffineProbPath<S> {
         eps: ArrayView2<f64>,
     ) -> Result<PathSample, PathError> {
         check_inputs(x_0, x_1, t, Some(eps))?;
+        check_x_0(x_0)?;
         self.sample_affine(x_0, x_1, t)
     }
 
@@ -207,6 +208,7 @@ impl<S: Scheduler> ProbPath for AffineProbPath<S> {
         _rng: &mut dyn RngCore,
     ) -> Result<PathSample, PathError> {
         check_inputs(x_0, x_1, t, None)?;
+        check_x_0(x_0)?;
         self.sample_affine(x_0, x_1, t)
     }
 
@@ -218,6 +220,7 @@ impl<S: Scheduler> ProbPath for AffineProbPath<S> {
         t: ArrayView1<f64>,
     ) -> Result<Array2<f64>, PathError> {
         check_inputs(x_0, x_1, t, Some(x_t))?;
+        check_x_0(x_0)?;
         if let Some(t) = self.first_singular(t) {
             return Err(PathError::Singular {
                 what: "the affine conditional field",

@@ -49,6 +49,11 @@ fn combine<P: HasCoefs + ?Sized>(
             o[j] = lin(ca, a[j], cb, b[j]);
         }
     });
+    // `x_1` is finite (checked above); a non-finite result comes from an `x_0` the path reads.
+    if out.iter().any(|v| !v.is_finite()) {
+        crate::path::check_x_0(x_0)?;
+        fm_core::shape::check_finite("the mean", out.view())?;
+    }
     Ok(out)
 }
 

@@ -312,7 +312,10 @@ pub trait GaussianPath: ProbPath {
 }
 
 /// Checks a batch: `x_0` non-empty, `x_1` (and `other`, if given: `eps` or `x_t`) of the same
-/// shape, `t` with one finite time in `[0, 1]` per row. The check every path runs first.
+/// shape and finite, `t` with one finite time in `[0, 1]` per row. The check every path runs
+/// first (a NaN in the data would otherwise come back as a NaN target, silently). `x_0` is
+/// checked for finiteness by the paths that read it; paths conditioned on `x_1`
+/// alone (Lipman, variance exploding) ignore it.
 ///
 /// ```
 /// let x = ndarray::Array2::<f64>::zeros((2, 3));
@@ -332,7 +335,17 @@ pub fn check_inputs(
         shape::check_same_shape("x_t/eps", x_0, o)?;
     }
     shape::check_len("t", t, x_0.nrows())?;
-    check_times(t)
+    check_times(t)?;
+    shape::check_finite("x_1", x_1)?;
+    if let Some(o) = other {
+        shape::check_finite("x_t/eps", o)?;
+    }
+    Ok(())
+}
+
+/// Checks that every entry of `x_0` is finite: for the paths whose samples or fields read it.
+pub(crate) fn check_x_0(x_0: ArrayView2<f64>) -> Result<(), PathError> {
+    Ok(shape::check_finite("x_0", x_0)?)
 }
 
 /// Checks that every time is finite and in `[0, 1]`.
@@ -475,6 +488,17 @@ mod tests {
             e.to_string(),
             "time t = -0.0001 at index 1 is outside [0, 1]"
         );
+        // Non-finite data is an error, not a NaN target (found by tests/robustness.rs).
+        let t = ndarray::array![0.5, 0.5];
+        let mut bad = x.clone();
+        bad[[1, 2]] = f64::NAN;
+        let e = check_inputs(x.view(), bad.view(), t.view(), None).unwrap_err();
+        assert!(e.to_string().contains("x_1"), "{e}");
+        bad[[1, 2]] = f64::NEG_INFINITY;
+        let e = check_inputs(x.view(), x.view(), t.view(), Some(bad.view())).unwrap_err();
+        assert!(e.to_string().contains("x_t/eps"), "{e}");
+        assert!(check_inputs(bad.view(), x.view(), t.view(), None).is_ok());
+        assert!(check_x_0(bad.view()).is_err() && check_x_0(x.view()).is_ok());
     }
 
     #[test]
