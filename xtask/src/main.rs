@@ -18,7 +18,7 @@ const HELP: &str = "cargo xtask <task> [options]
 
 tasks:
   bench [--quick] [--collect-only] [--out FILE]\n                                            run the criterion benches (or only summarise\n                                            stored results), print one summary table
-  reproduce [--quick] [--seeds N] [--out FILE]
+  reproduce [--quick] [--seeds N] [--jobs J] [--reuse] [--only TASK] [--out FILE]
                                             reproduce the published 2-D results table
   help                                      this text";
 

@@ -128,6 +128,7 @@ struct Budget {
     batch: usize,
     eval_n: usize,
     seeds: usize,
+    reuse: bool,
 }
 
 /// One finished run.
@@ -154,6 +155,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         None => 1,
     };
     let only = flag_value(args, "--only")?;
+    let reuse = args.iter().any(|a| a == "--reuse");
     let out = flag_value(args, "--out")?.unwrap_or_else(|| "docs/results.md".into());
     let budget = if quick {
         Budget {
@@ -161,6 +163,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             batch: 256,
             eval_n: 2_000,
             seeds,
+            reuse,
         }
     } else {
         Budget {
@@ -168,6 +171,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             batch: 512,
             eval_n: 10_000,
             seeds,
+            reuse,
         }
     };
     let command = format!("cargo xtask reproduce {}", args.join(" "));
@@ -284,6 +288,26 @@ fn one_run(
         .map(String::from),
     );
     train.push(model.display().to_string());
+    // `--reuse` takes a finished run of the same cell and budget from an earlier invocation.
+    let cache = work.join(format!(
+        "{}.result.json",
+        model.file_stem().and_then(|s| s.to_str()).unwrap_or("run")
+    ));
+    let budget_key = format!("{}x{}:{}", budget.steps, budget.batch, budget.eval_n);
+    if let Some(v) = budget
+        .reuse
+        .then(|| std::fs::read_to_string(&cache).ok())
+        .flatten()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .filter(|v| v["budget"].as_str() == Some(budget_key.as_str()))
+    {
+        return Ok(RunResult {
+            w2: num(&v, "w2")?,
+            npe: num(&v, "npe")?,
+            train_seconds: num(&v, "train_seconds")?,
+            eval_seconds: num(&v, "eval_seconds")?,
+        });
+    }
     let t = fm_json(fm, &train)?;
     let eval: Vec<String> = [
         "eval",
@@ -304,12 +328,21 @@ fn one_run(
     .to_vec();
     let eval_started = Instant::now();
     let e = fm_json(fm, &eval)?;
-    Ok(RunResult {
+    let result = RunResult {
         w2: num(&e, "w2")?,
         npe: num(&e, "npe")?,
         train_seconds: num(&t, "wall_seconds")?,
         eval_seconds: eval_started.elapsed().as_secs_f64(),
-    })
+    };
+    let record = serde_json::json!({
+        "budget": budget_key,
+        "w2": result.w2,
+        "npe": result.npe,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
+    });
+    std::fs::write(&cache, record.to_string())?;
+    Ok(result)
 }
 
 /// Runs `jobs` closures at a time over `items`, keeping results in item order.
