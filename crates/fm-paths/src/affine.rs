@@ -1,7 +1,7 @@
 //! Affine probability paths `x_t = α_t x_1 + σ_t x_0` driven by a [`Scheduler`].
 
 use crate::gaussian::{Coefs, HasCoefs, gaussian_methods};
-use crate::path::{check_inputs, check_times, check_x_0, map_rows, sample_rows};
+use crate::path::{Reads, check_batch, check_times, map_rows, sample_rows};
 use crate::{
     Boundary, Conditioning, GaussianPath, PathError, PathSample, ProbPath, Scheduler,
     SchedulerOutput, VpScheduler,
@@ -194,8 +194,7 @@ impl<S: Scheduler> ProbPath for AffineProbPath<S> {
         t: ArrayView1<f64>,
         eps: ArrayView2<f64>,
     ) -> Result<PathSample, PathError> {
-        check_inputs(x_0, x_1, t, Some(eps))?;
-        check_x_0(x_0)?;
+        check_batch(x_0, x_1, t, Some(eps), Reads::Pair)?;
         self.sample_affine(x_0, x_1, t)
     }
 
@@ -207,8 +206,7 @@ impl<S: Scheduler> ProbPath for AffineProbPath<S> {
         t: ArrayView1<f64>,
         _rng: &mut dyn RngCore,
     ) -> Result<PathSample, PathError> {
-        check_inputs(x_0, x_1, t, None)?;
-        check_x_0(x_0)?;
+        check_batch(x_0, x_1, t, None, Reads::Pair)?;
         self.sample_affine(x_0, x_1, t)
     }
 
@@ -219,16 +217,14 @@ impl<S: Scheduler> ProbPath for AffineProbPath<S> {
         x_1: ArrayView2<f64>,
         t: ArrayView1<f64>,
     ) -> Result<Array2<f64>, PathError> {
-        check_inputs(x_0, x_1, t, Some(x_t))?;
-        check_x_0(x_0)?;
+        check_batch(x_0, x_1, t, Some(x_t), Reads::Pair)?;
         if let Some(t) = self.first_singular(t) {
             return Err(PathError::Singular {
                 what: "the affine conditional field",
                 t,
             });
         }
-        let mut out = Array2::zeros(x_0.dim());
-        map_rows(out.view_mut(), x_0, x_1, x_t, t, |mut o, a, b, x, t| {
+        Ok(map_rows(x_0, x_1, x_t, t, |mut o, a, b, x, t| {
             let c = self.scheduler.at(t);
             if c.sigma_t > 0.0 {
                 let k = c.d_sigma_t / c.sigma_t;
@@ -240,8 +236,7 @@ impl<S: Scheduler> ProbPath for AffineProbPath<S> {
                     o[j] = c.d_sigma_t * a[j] + c.d_alpha_t * b[j];
                 }
             }
-        });
-        Ok(out)
+        }))
     }
 }
 
@@ -258,22 +253,13 @@ impl<S: Scheduler> AffineProbPath<S> {
                 t,
             });
         }
-        let (mut x_t, mut u_t) = (Array2::zeros(x_0.dim()), Array2::zeros(x_0.dim()));
-        sample_rows(
-            &mut x_t,
-            &mut u_t,
-            x_0,
-            x_1,
-            x_0,
-            t,
-            |mut xt, mut ut, a, b, _, t| {
-                let c = self.scheduler.at(t);
-                for j in 0..xt.len() {
-                    xt[j] = c.sigma_t * a[j] + c.alpha_t * b[j];
-                    ut[j] = c.d_sigma_t * a[j] + c.d_alpha_t * b[j];
-                }
-            },
-        );
+        let (x_t, u_t) = sample_rows(x_0, x_1, x_0, t, |mut xt, mut ut, a, b, _, t| {
+            let c = self.scheduler.at(t);
+            for j in 0..xt.len() {
+                xt[j] = c.sigma_t * a[j] + c.alpha_t * b[j];
+                ut[j] = c.d_sigma_t * a[j] + c.d_alpha_t * b[j];
+            }
+        });
         Ok(PathSample {
             x_t,
             u_t,

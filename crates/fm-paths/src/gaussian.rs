@@ -41,8 +41,7 @@ fn combine<P: HasCoefs + ?Sized>(
     derivative: bool,
 ) -> Result<Array2<f64>, PathError> {
     check_inputs(x_0, x_1, t, None)?;
-    let mut out = Array2::zeros(x_0.dim());
-    map_rows(out.view_mut(), x_0, x_1, x_1, t, |mut o, a, b, _, t| {
+    let out = map_rows(x_0, x_1, x_1, t, |mut o, a, b, _, t| {
         let c = p.coefs(t);
         let (ca, cb) = if derivative { (c.da, c.db) } else { (c.a, c.b) };
         for j in 0..o.len() {

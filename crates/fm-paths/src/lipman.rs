@@ -1,7 +1,7 @@
 //! The target-conditional ("FM-OT") path of Lipman et al. (2022).
 
 use crate::gaussian::{Coefs, HasCoefs, gaussian_methods};
-use crate::path::{check_inputs, map_rows, sample_rows};
+use crate::path::{Reads, check_batch, map_rows, sample_checked};
 use crate::{Boundary, Conditioning, GaussianPath, PathError, PathSample, ProbPath};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
@@ -76,16 +76,13 @@ impl ProbPath for LipmanPath {
         t: ArrayView1<f64>,
         eps: ArrayView2<f64>,
     ) -> Result<PathSample, PathError> {
-        check_inputs(x_0, x_1, t, Some(eps))?;
-        let (mut x_t, mut u_t) = (Array2::zeros(x_0.dim()), Array2::zeros(x_0.dim()));
         let k = 1.0 - self.sigma_min;
-        sample_rows(
-            &mut x_t,
-            &mut u_t,
+        sample_checked(
             x_0,
             x_1,
-            eps,
             t,
+            eps,
+            Reads::Target,
             |mut xt, mut ut, _, b, e, t| {
                 let sigma_t = 1.0 - k * t;
                 for j in 0..xt.len() {
@@ -97,12 +94,7 @@ impl ProbPath for LipmanPath {
                     };
                 }
             },
-        );
-        Ok(PathSample {
-            x_t,
-            u_t,
-            eps: eps.to_owned(),
-        })
+        )
     }
 
     fn conditional_velocity(
@@ -112,7 +104,7 @@ impl ProbPath for LipmanPath {
         x_1: ArrayView2<f64>,
         t: ArrayView1<f64>,
     ) -> Result<Array2<f64>, PathError> {
-        check_inputs(x_0, x_1, t, Some(x_t))?;
+        check_batch(x_0, x_1, t, Some(x_t), Reads::Target)?;
         let k = 1.0 - self.sigma_min;
         if let Some(&t) = t.iter().find(|&&t| 1.0 - k * t <= 0.0) {
             return Err(PathError::Singular {
@@ -120,14 +112,12 @@ impl ProbPath for LipmanPath {
                 t,
             });
         }
-        let mut out = Array2::zeros(x_0.dim());
-        map_rows(out.view_mut(), x_0, x_1, x_t, t, |mut o, _, b, x, t| {
+        Ok(map_rows(x_0, x_1, x_t, t, |mut o, _, b, x, t| {
             let sigma_t = 1.0 - k * t;
             for j in 0..o.len() {
                 o[j] = (b[j] - k * x[j]) / sigma_t;
             }
-        });
-        Ok(out)
+        }))
     }
 }
 

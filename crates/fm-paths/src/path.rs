@@ -395,17 +395,90 @@ pub(crate) fn standard_normal(n: usize, d: usize, rng: &mut dyn RngCore) -> Arra
     eps
 }
 
-/// Applies `f(out_row, a_row, b_row, c_row, t)` to every row, in parallel for large batches.
+/// Which ends of the pair a path reads: decides whether `x_0` is checked for finiteness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reads {
+    /// The path reads `x_0` and `x_1`: `x_0` must be finite too.
+    Pair,
+    /// The path reads `x_1` only (Lipman, variance exploding): `x_0` is shape-checked only.
+    Target,
+}
+
+/// [`check_inputs`], then [`check_x_0`] for the paths that read `x_0`.
+pub(crate) fn check_batch(
+    x_0: ArrayView2<f64>,
+    x_1: ArrayView2<f64>,
+    t: ArrayView1<f64>,
+    other: Option<ArrayView2<f64>>,
+    reads: Reads,
+) -> Result<(), PathError> {
+    check_inputs(x_0, x_1, t, other)?;
+    if reads == Reads::Pair {
+        check_x_0(x_0)?;
+    }
+    Ok(())
+}
+
+/// Checks the batch ([`check_batch`] with `eps`), then writes `x_t` and `u_t` row by row with
+/// `f(x_t_row, u_t_row, x_0_row, x_1_row, eps_row, t)`; the sample carries `eps` as given.
+pub(crate) fn sample_checked<F>(
+    x_0: ArrayView2<f64>,
+    x_1: ArrayView2<f64>,
+    t: ArrayView1<f64>,
+    eps: ArrayView2<f64>,
+    reads: Reads,
+    f: F,
+) -> Result<PathSample, PathError>
+where
+    F: Fn(
+            ArrayViewMut1<f64>,
+            ArrayViewMut1<f64>,
+            ArrayView1<f64>,
+            ArrayView1<f64>,
+            ArrayView1<f64>,
+            f64,
+        ) + Sync
+        + Send,
+{
+    check_batch(x_0, x_1, t, Some(eps), reads)?;
+    let (x_t, u_t) = sample_rows(x_0, x_1, eps, t, f);
+    Ok(PathSample {
+        x_t,
+        u_t,
+        eps: eps.to_owned(),
+    })
+}
+
+/// Checks the batch ([`check_batch`] with `x_t`), then computes the conditional field row by
+/// row with `f(out_row, x_0_row, x_1_row, x_t_row, t)`.
+pub(crate) fn velocity_checked<F>(
+    x_t: ArrayView2<f64>,
+    x_0: ArrayView2<f64>,
+    x_1: ArrayView2<f64>,
+    t: ArrayView1<f64>,
+    reads: Reads,
+    f: F,
+) -> Result<Array2<f64>, PathError>
+where
+    F: Fn(ArrayViewMut1<f64>, ArrayView1<f64>, ArrayView1<f64>, ArrayView1<f64>, f64) + Sync + Send,
+{
+    check_batch(x_0, x_1, t, Some(x_t), reads)?;
+    Ok(map_rows(x_0, x_1, x_t, t, f))
+}
+
+/// A new array of `a`'s shape with `f(out_row, a_row, b_row, c_row, t)` applied to every row,
+/// in parallel for large batches.
 pub(crate) fn map_rows<F>(
-    mut out: ArrayViewMut2<f64>,
     a: ArrayView2<f64>,
     b: ArrayView2<f64>,
     c: ArrayView2<f64>,
     t: ArrayView1<f64>,
     f: F,
-) where
+) -> Array2<f64>
+where
     F: Fn(ArrayViewMut1<f64>, ArrayView1<f64>, ArrayView1<f64>, ArrayView1<f64>, f64) + Sync + Send,
 {
+    let mut out = Array2::zeros(a.dim());
     let big = out.len() >= PAR_MIN_ELEMS;
     let zip = Zip::from(out.rows_mut())
         .and(a.rows())
@@ -417,18 +490,19 @@ pub(crate) fn map_rows<F>(
     } else {
         zip.for_each(|o, a, b, c, &t| f(o, a, b, c, t));
     }
+    out
 }
 
-/// Applies `f(x_t_row, u_t_row, x_0_row, x_1_row, eps_row, t)` to every row, in parallel for large batches.
+/// New `(x_t, u_t)` of `x_0`'s shape with `f(x_t_row, u_t_row, x_0_row, x_1_row, eps_row, t)`
+/// applied to every row, in parallel for large batches.
 pub(crate) fn sample_rows<F>(
-    x_t: &mut Array2<f64>,
-    u_t: &mut Array2<f64>,
     x_0: ArrayView2<f64>,
     x_1: ArrayView2<f64>,
     eps: ArrayView2<f64>,
     t: ArrayView1<f64>,
     f: F,
-) where
+) -> (Array2<f64>, Array2<f64>)
+where
     F: Fn(
             ArrayViewMut1<f64>,
             ArrayViewMut1<f64>,
@@ -439,6 +513,7 @@ pub(crate) fn sample_rows<F>(
         ) + Sync
         + Send,
 {
+    let (mut x_t, mut u_t) = (Array2::zeros(x_0.dim()), Array2::zeros(x_0.dim()));
     let big = x_t.len() >= PAR_MIN_ELEMS;
     let zip = Zip::from(x_t.rows_mut())
         .and(u_t.rows_mut())
@@ -451,6 +526,7 @@ pub(crate) fn sample_rows<F>(
     } else {
         zip.for_each(|xt, ut, a, b, e, &t| f(xt, ut, a, b, e, t));
     }
+    (x_t, u_t)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The Schrödinger-bridge CFM path (Brownian bridge) of Tong et al. (2023).
 
 use crate::gaussian::{Coefs, HasCoefs, check_sigma, gaussian_methods};
-use crate::path::{check_inputs, check_x_0, map_rows, sample_rows};
+use crate::path::{Reads, sample_checked, velocity_checked};
 use crate::{Boundary, Conditioning, GaussianPath, PathError, PathSample, ProbPath};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
@@ -99,17 +99,13 @@ impl ProbPath for SchrodingerBridgePath {
         t: ArrayView1<f64>,
         eps: ArrayView2<f64>,
     ) -> Result<PathSample, PathError> {
-        check_inputs(x_0, x_1, t, Some(eps))?;
-        check_x_0(x_0)?;
-        let (mut x_t, mut u_t) = (Array2::zeros(x_0.dim()), Array2::zeros(x_0.dim()));
         let sigma = self.sigma;
-        sample_rows(
-            &mut x_t,
-            &mut u_t,
+        sample_checked(
             x_0,
             x_1,
-            eps,
             t,
+            eps,
+            Reads::Pair,
             |mut xt, mut ut, a, b, e, t| {
                 let sigma_t = sigma * (t * (1.0 - t)).sqrt();
                 let gain = Self::gain(t);
@@ -119,12 +115,7 @@ impl ProbPath for SchrodingerBridgePath {
                     ut[j] = gain * (xt[j] - mu) + b[j] - a[j];
                 }
             },
-        );
-        Ok(PathSample {
-            x_t,
-            u_t,
-            eps: eps.to_owned(),
-        })
+        )
     }
 
     fn conditional_velocity(
@@ -134,10 +125,7 @@ impl ProbPath for SchrodingerBridgePath {
         x_1: ArrayView2<f64>,
         t: ArrayView1<f64>,
     ) -> Result<Array2<f64>, PathError> {
-        check_inputs(x_0, x_1, t, Some(x_t))?;
-        check_x_0(x_0)?;
-        let mut out = Array2::zeros(x_0.dim());
-        map_rows(out.view_mut(), x_0, x_1, x_t, t, |mut o, a, b, x, t| {
+        velocity_checked(x_t, x_0, x_1, t, Reads::Pair, |mut o, a, b, x, t| {
             let gain = Self::gain(t);
             for j in 0..o.len() {
                 let mu = t * b[j] + (1.0 - t) * a[j];
@@ -147,8 +135,7 @@ impl ProbPath for SchrodingerBridgePath {
                     gain * (x[j] - mu) + b[j] - a[j]
                 };
             }
-        });
-        Ok(out)
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The trigonometric (variance-preserving) interpolant of Albergo & Vanden-Eijnden.
 
 use crate::gaussian::{Coefs, HasCoefs, check_sigma, gaussian_methods};
-use crate::path::{check_inputs, check_x_0, map_rows, sample_rows};
+use crate::path::{Reads, sample_checked, velocity_checked};
 use crate::{Boundary, Conditioning, GaussianPath, PathError, PathSample, ProbPath};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use std::f64::consts::FRAC_PI_2;
@@ -64,17 +64,13 @@ impl ProbPath for TrigonometricPath {
         t: ArrayView1<f64>,
         eps: ArrayView2<f64>,
     ) -> Result<PathSample, PathError> {
-        check_inputs(x_0, x_1, t, Some(eps))?;
-        check_x_0(x_0)?;
-        let (mut x_t, mut u_t) = (Array2::zeros(x_0.dim()), Array2::zeros(x_0.dim()));
         let sigma = self.sigma;
-        sample_rows(
-            &mut x_t,
-            &mut u_t,
+        sample_checked(
             x_0,
             x_1,
-            eps,
             t,
+            eps,
+            Reads::Pair,
             |mut xt, mut ut, a, b, e, t| {
                 let (sin, cos) = ((FRAC_PI_2 * t).sin(), (FRAC_PI_2 * t).cos());
                 for j in 0..xt.len() {
@@ -82,12 +78,7 @@ impl ProbPath for TrigonometricPath {
                     ut[j] = FRAC_PI_2 * (cos * b[j] - sin * a[j]);
                 }
             },
-        );
-        Ok(PathSample {
-            x_t,
-            u_t,
-            eps: eps.to_owned(),
-        })
+        )
     }
 
     fn conditional_velocity(
@@ -97,16 +88,12 @@ impl ProbPath for TrigonometricPath {
         x_1: ArrayView2<f64>,
         t: ArrayView1<f64>,
     ) -> Result<Array2<f64>, PathError> {
-        check_inputs(x_0, x_1, t, Some(x_t))?;
-        check_x_0(x_0)?;
-        let mut out = Array2::zeros(x_0.dim());
-        map_rows(out.view_mut(), x_0, x_1, x_t, t, |mut o, a, b, _, t| {
+        velocity_checked(x_t, x_0, x_1, t, Reads::Pair, |mut o, a, b, _, t| {
             let (sin, cos) = ((FRAC_PI_2 * t).sin(), (FRAC_PI_2 * t).cos());
             for j in 0..o.len() {
                 o[j] = FRAC_PI_2 * (cos * b[j] - sin * a[j]);
             }
-        });
-        Ok(out)
+        })
     }
 }
 

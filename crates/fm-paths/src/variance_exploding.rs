@@ -1,7 +1,7 @@
 //! The variance-exploding diffusion path of Lipman et al. (2022), §4.1.
 
 use crate::gaussian::{Coefs, HasCoefs, gaussian_methods};
-use crate::path::{check_inputs, map_rows, sample_rows};
+use crate::path::{Reads, sample_checked, velocity_checked};
 use crate::{Boundary, Conditioning, EndPoint, GaussianPath, PathError, PathSample, ProbPath};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
@@ -88,16 +88,13 @@ impl ProbPath for VarianceExplodingPath {
         t: ArrayView1<f64>,
         eps: ArrayView2<f64>,
     ) -> Result<PathSample, PathError> {
-        check_inputs(x_0, x_1, t, Some(eps))?;
-        let (mut x_t, mut u_t) = (Array2::zeros(x_0.dim()), Array2::zeros(x_0.dim()));
         let lr = self.log_ratio;
-        sample_rows(
-            &mut x_t,
-            &mut u_t,
+        sample_checked(
             x_0,
             x_1,
-            eps,
             t,
+            eps,
+            Reads::Target,
             |mut xt, mut ut, _, b, e, t| {
                 let s = self.coefs(t).s;
                 for j in 0..xt.len() {
@@ -105,12 +102,7 @@ impl ProbPath for VarianceExplodingPath {
                     ut[j] = -lr * (xt[j] - b[j]);
                 }
             },
-        );
-        Ok(PathSample {
-            x_t,
-            u_t,
-            eps: eps.to_owned(),
-        })
+        )
     }
 
     fn conditional_velocity(
@@ -120,15 +112,12 @@ impl ProbPath for VarianceExplodingPath {
         x_1: ArrayView2<f64>,
         t: ArrayView1<f64>,
     ) -> Result<Array2<f64>, PathError> {
-        check_inputs(x_0, x_1, t, Some(x_t))?;
-        let mut out = Array2::zeros(x_0.dim());
         let lr = self.log_ratio;
-        map_rows(out.view_mut(), x_0, x_1, x_t, t, |mut o, _, b, x, _| {
+        velocity_checked(x_t, x_0, x_1, t, Reads::Target, |mut o, _, b, x, _| {
             for j in 0..o.len() {
                 o[j] = -lr * (x[j] - b[j]);
             }
-        });
-        Ok(out)
+        })
     }
 }
 
