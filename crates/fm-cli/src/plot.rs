@@ -3,6 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 use ndarray::{Array2, ArrayView2};
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -92,6 +94,96 @@ fn need_2d(what: &str, x: ArrayView2<f64>) -> Result<()> {
     Ok(())
 }
 
+/// Draws a `size` picture with `draw` into a temporary PNG next to `out` (after
+/// [`temp_png`]'s checks), then renames it into place; on failure the temporary file is removed.
+fn render(
+    out: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
+) -> Result<()> {
+    register_font();
+    let tmp = temp_png(out)?;
+    let result = (|| -> Result<()> {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => finish(&tmp, out),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e.context(format!("{}: cannot draw the plot", out.display())))
+        }
+    }
+}
+
+/// A chart builder with the title and the margins every plot uses.
+fn framed<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    x_label_area: u32,
+    y_label_area: u32,
+) -> ChartBuilder<'a, 'static, BitMapBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(x_label_area)
+        .y_label_area_size(y_label_area);
+    builder
+}
+
+/// A chart in the first two coordinates.
+type Scatter<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The square scatter chart of the samples and trajectory plots, mesh drawn.
+fn scatter_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    (xr, yr): ((f64, f64), (f64, f64)),
+) -> Result<Scatter<'a, 'b>> {
+    let mut chart = framed(root, title, 35, 45).build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    Ok(chart)
+}
+
+/// The first two coordinates of every row of `x` as dots of radius 2 in `style`, with a legend
+/// entry `label` (a dot of radius 4 in `legend`).
+fn draw_points(
+    chart: &mut Scatter<'_, '_>,
+    x: ArrayView2<f64>,
+    style: ShapeStyle,
+    label: String,
+    legend: RGBColor,
+) -> Result<()> {
+    chart
+        .draw_series(
+            x.rows()
+                .into_iter()
+                .map(|r| Circle::new((r[0], r[1]), 2, style)),
+        )?
+        .label(label)
+        .legend(move |(x, y)| Circle::new((x, y), 4, legend.filled()));
+    Ok(())
+}
+
+/// The legend box in the upper right corner.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Scatter<'a, 'b>) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
 /// Scatter plot of `samples` (blue) over `target` (orange) in the first two coordinates.
 pub fn samples(
     out: &Path,
@@ -103,57 +195,16 @@ pub fn samples(
     if let Some(t) = target {
         need_2d("the target", t)?;
     }
-    register_font();
-    let tmp = temp_png(out)?;
-    let result = (|| -> Result<()> {
-        let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let (xr, yr) = bounds(std::iter::once(samples).chain(target));
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 24))
-            .margin(15)
-            .x_label_area_size(35)
-            .y_label_area_size(45)
-            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+    render(out, (WIDTH, HEIGHT), |root| {
+        let mut chart = scatter_chart(root, title, bounds(std::iter::once(samples).chain(target)))?;
         if let Some(t) = target {
-            chart
-                .draw_series(
-                    t.rows()
-                        .into_iter()
-                        .map(|r| Circle::new((r[0], r[1]), 2, TARGET_COLOR.mix(0.5).filled())),
-                )?
-                .label("target")
-                .legend(|(x, y)| Circle::new((x, y), 4, TARGET_COLOR.filled()));
+            let style = TARGET_COLOR.mix(0.5).filled();
+            draw_points(&mut chart, t, style, "target".into(), TARGET_COLOR)?;
         }
-        chart
-            .draw_series(
-                samples
-                    .rows()
-                    .into_iter()
-                    .map(|r| Circle::new((r[0], r[1]), 2, SAMPLE_COLOR.mix(0.5).filled())),
-            )?
-            .label("samples")
-            .legend(|(x, y)| Circle::new((x, y), 4, SAMPLE_COLOR.filled()));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-        root.present()?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => finish(&tmp, out),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e.context(format!("{}: cannot draw the plot", out.display())))
-        }
-    }
+        let style = SAMPLE_COLOR.mix(0.5).filled();
+        draw_points(&mut chart, samples, style, "samples".into(), SAMPLE_COLOR)?;
+        draw_legend(&mut chart)
+    })
 }
 
 /// Trajectories: one grey line per point from its start (black) to its end (blue), over the
@@ -170,31 +221,12 @@ pub fn trajectories(
         ));
     };
     need_2d("the trajectory", first.1.view())?;
-    register_font();
-    let tmp = temp_png(out)?;
-    let result = (|| -> Result<()> {
-        let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let (xr, yr) = bounds(trajectory.iter().map(|(_, x)| x.view()).chain(target));
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 24))
-            .margin(15)
-            .x_label_area_size(35)
-            .y_label_area_size(45)
-            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE.mix(0.0))
-            .draw()?;
+    render(out, (WIDTH, HEIGHT), |root| {
+        let xy = bounds(trajectory.iter().map(|(_, x)| x.view()).chain(target));
+        let mut chart = scatter_chart(root, title, xy)?;
         if let Some(t) = target {
-            chart
-                .draw_series(
-                    t.rows()
-                        .into_iter()
-                        .map(|r| Circle::new((r[0], r[1]), 2, TARGET_COLOR.mix(0.3).filled())),
-                )?
-                .label("target")
-                .legend(|(x, y)| Circle::new((x, y), 4, TARGET_COLOR.filled()));
+            let style = TARGET_COLOR.mix(0.3).filled();
+            draw_points(&mut chart, t, style, "target".into(), TARGET_COLOR)?;
         }
         let n = first.1.nrows();
         for i in 0..n {
@@ -204,41 +236,12 @@ pub fn trajectories(
                 .collect();
             chart.draw_series(LineSeries::new(line, RGBColor(120, 120, 120).mix(0.35)))?;
         }
-        chart
-            .draw_series(
-                first
-                    .1
-                    .rows()
-                    .into_iter()
-                    .map(|r| Circle::new((r[0], r[1]), 2, SOURCE_COLOR.filled())),
-            )?
-            .label(format!("t = {:.2}", first.0))
-            .legend(|(x, y)| Circle::new((x, y), 4, SOURCE_COLOR.filled()));
-        chart
-            .draw_series(
-                last.1
-                    .rows()
-                    .into_iter()
-                    .map(|r| Circle::new((r[0], r[1]), 2, SAMPLE_COLOR.filled())),
-            )?
-            .label(format!("t = {:.2}", last.0))
-            .legend(|(x, y)| Circle::new((x, y), 4, SAMPLE_COLOR.filled()));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-        root.present()?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => finish(&tmp, out),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e.context(format!("{}: cannot draw the plot", out.display())))
+        for ((t, x), color) in [(first, SOURCE_COLOR), (last, SAMPLE_COLOR)] {
+            let label = format!("t = {t:.2}");
+            draw_points(&mut chart, x.view(), color.filled(), label, color)?;
         }
-    }
+        draw_legend(&mut chart)
+    })
 }
 
 /// The loss curve `(step, loss)` on a logarithmic loss axis.
@@ -253,21 +256,14 @@ pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<(
             "the model holds no loss history to plot (train with --log-every N)"
         ));
     }
-    register_font();
-    let tmp = temp_png(out)?;
-    let result = (|| -> Result<()> {
-        let root = BitMapBackend::new(&tmp, (WIDTH, HEIGHT * 3 / 4)).into_drawing_area();
-        root.fill(&WHITE)?;
+    render(out, (WIDTH, HEIGHT * 3 / 4), |root| {
         let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max);
         let ymin = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
         let ymax = pts.iter().map(|p| p.1).fold(0.0, f64::max);
         let (ymin, ymax) = (ymin * 0.9, (ymax * 1.1).max(ymin * 1.01));
+        let line = || LineSeries::new(pts.iter().copied(), SAMPLE_COLOR.stroke_width(2));
         if ymax / ymin > 20.0 {
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 24))
-                .margin(15)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
+            let mut chart = framed(root, title, 40, 70)
                 .build_cartesian_2d(0.0..xmax, (ymin..ymax).log_scale())?;
             chart
                 .configure_mesh()
@@ -276,36 +272,18 @@ pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<(
                 .y_label_formatter(&|v| format!("{v:.2e}"))
                 .light_line_style(WHITE.mix(0.0))
                 .draw()?;
-            chart.draw_series(LineSeries::new(
-                pts.iter().copied(),
-                SAMPLE_COLOR.stroke_width(2),
-            ))?;
+            chart.draw_series(line())?;
         } else {
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 24))
-                .margin(15)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(0.0..xmax, ymin..ymax)?;
+            let mut chart =
+                framed(root, title, 40, 70).build_cartesian_2d(0.0..xmax, ymin..ymax)?;
             chart
                 .configure_mesh()
                 .x_desc("step")
                 .y_desc("loss")
                 .light_line_style(WHITE.mix(0.0))
                 .draw()?;
-            chart.draw_series(LineSeries::new(
-                pts.iter().copied(),
-                SAMPLE_COLOR.stroke_width(2),
-            ))?;
+            chart.draw_series(line())?;
         }
-        root.present()?;
         Ok(())
-    })();
-    match result {
-        Ok(()) => finish(&tmp, out),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e.context(format!("{}: cannot draw the plot", out.display())))
-        }
-    }
+    })
 }
