@@ -7,6 +7,8 @@
 #   FUZZ_TIME=120 scripts/fuzz.sh      same as -t 120
 #   FUZZ_JOBS=2 scripts/fuzz.sh        parallel libFuzzer jobs per target (default 1)
 #   FUZZ_SANITIZER=none scripts/fuzz.sh   if the address sanitizer does not build here
+#   FUZZ_MALLOC_LIMIT_MB=5000 scripts/fuzz.sh npy   allow single allocations up to 5 GB (default:
+#                                         the 2 GB RSS limit; a bigger one is reported as oom-*)
 #   FUZZ_STOP_ON_CRASH=1 scripts/fuzz.sh  stop a target at its first crash (default: libFuzzer's
 #                                         fork mode keeps going and collects every crash)
 #
@@ -29,6 +31,7 @@ JOBS=${FUZZ_JOBS:-1}
 SANITIZER=${FUZZ_SANITIZER:-address}
 MAX_LEN=${FUZZ_MAX_LEN:-8192}
 RSS_MB=${FUZZ_RSS_LIMIT_MB:-2048}
+MALLOC_MB=${FUZZ_MALLOC_LIMIT_MB:-$RSS_MB}
 STOP_ON_CRASH=${FUZZ_STOP_ON_CRASH:-0}
 
 while getopts "t:j:s:h" opt; do
@@ -88,7 +91,7 @@ for t in "${TARGETS[@]}"; do
     set +e
     (cd fuzz && cargo "${TOOLCHAIN[@]}" fuzz run --sanitizer "$SANITIZER" "$t" \
         "$work" "$ROOT/fuzz/corpus/$t" -- "${mode[@]}" \
-        -max_total_time="$TIME" -max_len="$MAX_LEN" -rss_limit_mb="$RSS_MB" \
+        -max_total_time="$TIME" -max_len="$MAX_LEN" -rss_limit_mb="$RSS_MB" -malloc_limit_mb="$MALLOC_MB" \
         -timeout=10 -print_final_stats=1) >"$log" 2>&1
     rc=$?
     set -e
