@@ -451,9 +451,8 @@ mod tests {
     /// duplicates): `fm_train::tensors::encode`, a public function, panics with "index out of
     /// bounds" inside safetensors 0.8 (`Metadata::serialize`, tensor.rs:581) when two tensors
     /// share a name, instead of returning an error. Not reachable from a file (decoded names are
-    /// unique), only through the library API. Un-ignore once fm-train checks for duplicates.
+    /// unique), only through the library API. fm-train now refuses duplicates with an error.
     #[test]
-    #[ignore = "fm-train: tensors::encode panics on duplicate tensor names (reported)"]
     fn known_finding_encode_panics_on_duplicate_names() {
         let t = || Tensor::f32("layers.0.bias", vec![1], vec![0.0]);
         let r = std::panic::catch_unwind(|| tensors::encode(HashMap::new(), &[t(), t()]));

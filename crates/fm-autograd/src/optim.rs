@@ -178,6 +178,13 @@ impl Adam {
                 params.len(),
             ));
         }
+        if self.v.len() != params.len() {
+            return Err(shape_err(
+                "params (optimizer second moments)",
+                self.v.len(),
+                params.len(),
+            ));
+        }
         let c = &self.config;
         let mut clip = 1.0_f64;
         if let Some(max) = c.max_grad_norm {

@@ -141,3 +141,19 @@ fn ema_follows_the_closed_form() {
     .unwrap();
     assert!(ema.update(&other).is_err());
 }
+
+/// A restored optimizer whose second moments are shorter than the parameters (a damaged
+/// checkpoint) is an error, not a silent partial update.
+#[test]
+fn adam_state_with_short_second_moments_is_an_error() {
+    let mut adam = Adam::new(AdamConfig::default()).unwrap();
+    let mut p = [1.0_f32, -2.0, 0.5];
+    adam.update(&mut p, &[0.3, -1.2, 2.0]).unwrap();
+    let mut state: serde_json::Value = serde_json::to_value(&adam).unwrap();
+    state["v"].as_array_mut().unwrap().pop();
+    let mut damaged: Adam = serde_json::from_value(state).unwrap();
+    let before = p;
+    let err = damaged.update(&mut p, &[0.1, 0.1, 0.1]).unwrap_err();
+    assert!(err.to_string().contains("second moments"), "{err}");
+    assert_eq!(p, before, "a refused update must not touch the parameters");
+}

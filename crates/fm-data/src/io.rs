@@ -157,8 +157,68 @@ fn parse_csv(path: &Path, bytes: &[u8]) -> Result<Array2<f64>, DataError> {
     })
 }
 
+/// Checks, before anything is allocated, that the data a `.npy` header declares fits in the file:
+/// a corrupt or hostile header (a huge header length, or a shape of 10¹⁶ values) must give an
+/// error, not an allocation that aborts the process. Headers this cannot read are left to the
+/// full parser, which reports them.
+fn check_npy_sizes(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let bad = |reason: String| DataError::NpyFormat {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Ok(());
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        _ if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Ok(()),
+    };
+    let Some(data) = bytes.get(start..).and_then(|rest| rest.get(len..)) else {
+        return Err(bad(format!(
+            "truncated: the header claims {len} bytes but the file has only {}",
+            bytes.len()
+        )));
+    };
+    let header = String::from_utf8_lossy(&bytes[start..start + len]);
+    let item = header
+        .split("'descr'")
+        .nth(1)
+        .and_then(|r| r.split('\'').nth(1))
+        .and_then(|d| d.get(2..)?.parse::<usize>().ok());
+    let shape = header
+        .split("'shape'")
+        .nth(1)
+        .and_then(|r| Some(&r[r.find('(')? + 1..r.find(')')?]))
+        .map(|dims| {
+            dims.split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(|d| d.parse::<usize>().ok())
+                .collect::<Option<Vec<_>>>()
+        });
+    if let (Some(item), Some(Some(shape))) = (item, shape) {
+        let needed = shape.iter().try_fold(item, |acc, &d| acc.checked_mul(d));
+        match needed {
+            Some(n) if n <= data.len() => {}
+            _ => {
+                return Err(bad(format!(
+                    "truncated: the header declares shape {shape:?} of {item}-byte values, \
+                     more than the {} data bytes in the file",
+                    data.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Array2<f64>, DataError> {
     let p = || path.to_path_buf();
+    check_npy_sizes(path, bytes)?;
     let x: Array2<f64> = match Array2::<f64>::read_npy(bytes) {
         Ok(x) => x,
         Err(ReadNpyError::WrongDescriptor(_)) => match Array2::<f32>::read_npy(bytes) {

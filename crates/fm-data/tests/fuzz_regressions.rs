@@ -57,9 +57,8 @@ fn npy_header_length_beyond_the_file_is_an_error() {
 /// reader allocates the declared size before reading the data, the allocation fails and the
 /// process aborts ("memory allocation of 80000000000000000 bytes failed", exit 134 from
 /// `fm train --target huge.npy`). Any declared size above RAM + swap does the same, e.g. (10⁵, 10⁵).
-/// The data size the header declares must be checked against the file's length first.
+/// The data size the header declares is now checked against the file's length first.
 #[test]
-#[ignore = "aborts the process until fm-data bounds the .npy allocation by the file size (fuzz finding, issue 10)"]
 fn npy_shape_beyond_the_file_is_an_error_not_an_abort() {
     for shape in [
         "(100000000, 100000000)",
@@ -73,4 +72,19 @@ fn npy_shape_beyond_the_file_is_an_error_not_an_abort() {
         header.push('\n');
         assert_refused("huge-shape.npy", &npy(1, None, &header, &[0; 16]));
     }
+}
+
+/// The size check must not refuse a valid file: a (2, 3) float64 array with exactly its 48
+/// data bytes loads, and one byte less is refused.
+#[test]
+fn npy_size_check_accepts_exact_data_and_refuses_one_byte_short() {
+    let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let payload: Vec<u8> = (0..6).flat_map(|i| (i as f64).to_le_bytes()).collect();
+    let x = load("exact.npy", &npy(1, None, &header, &payload)).unwrap();
+    assert_eq!(x, ndarray::array![[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]);
+    assert_refused("short.npy", &npy(1, None, &header, &payload[..47]));
 }

@@ -80,6 +80,14 @@ pub fn encode(
             ),
         })
         .collect();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = tensors.iter().find(|t| !seen.insert(t.name.as_str())) {
+        return Err(TrainError::param(
+            "tensor",
+            &dup.name,
+            "two tensors have this name: every tensor of a file needs its own name".to_string(),
+        ));
+    }
     let mut views = Vec::with_capacity(bytes.len());
     for (name, dtype, shape, data) in &bytes {
         let view = TensorView::new(*dtype, shape.clone(), data)
@@ -167,6 +175,15 @@ mod tests {
         let (m, back) = decode(Path::new("mem"), &bytes).unwrap();
         assert_eq!(m, meta);
         assert_eq!(back, t);
+    }
+
+    /// Found by the fuzz targets: safetensors panicked on two tensors of one name.
+    #[test]
+    fn duplicate_names_are_an_error_not_a_panic() {
+        let t = || Tensor::f32("layers.0.bias", vec![1], vec![0.0]);
+        let err = encode(HashMap::new(), &[t(), t()]).unwrap_err();
+        assert!(err.to_string().contains("layers.0.bias"), "{err}");
+        assert!(encode(HashMap::new(), &[t()]).is_ok());
     }
 
     #[test]
