@@ -23,64 +23,7 @@ fn count_below(h: &[f32], t: f32) -> usize {
 /// The smallest and second-smallest reduced cost `row[j] - v[j]` and the column of the smallest.
 #[inline]
 pub(crate) fn two_best(row: &[f32], v: &[f32]) -> (f32, usize, f32) {
-    const LANES: usize = 16;
-    let mut b1 = [f32::INFINITY; LANES];
-    let mut b2 = [f32::INFINITY; LANES];
-    let split = row.len() - row.len() % LANES;
-    for (r, w) in row[..split]
-        .chunks_exact(LANES)
-        .zip(v[..split].chunks_exact(LANES))
-    {
-        for k in 0..LANES {
-            let h = r[k] - w[k];
-            let hi = if h < b1[k] { b1[k] } else { h };
-            b2[k] = if hi < b2[k] { hi } else { b2[k] };
-            b1[k] = if h < b1[k] { h } else { b1[k] };
-        }
-    }
-    let mut w1 = f32::INFINITY;
-    let mut w2 = f32::INFINITY;
-    let mut push = |h: f32| {
-        if h < w1 {
-            w2 = w1;
-            w1 = h;
-        } else if h < w2 {
-            w2 = h;
-        }
-    };
-    for k in 0..LANES {
-        push(b1[k]);
-        push(b2[k]);
-    }
-    for (&r, &w) in row[split..].iter().zip(&v[split..]) {
-        push(r - w);
-    }
-    let j1 = position_of_value(row, v, w1);
-    (w1, j1, w2)
-}
-
-/// f32he first `j` with `row[j] - v[j] == target` (0 if none), searched in branch-free chunks.
-#[inline]
-fn position_of_value(row: &[f32], v: &[f32], target: f32) -> usize {
-    const CHUNK: usize = 16;
-    let split = row.len() - row.len() % CHUNK;
-    for (c, (r, w)) in row[..split]
-        .chunks_exact(CHUNK)
-        .zip(v[..split].chunks_exact(CHUNK))
-        .enumerate()
-    {
-        let mut hit = false;
-        for k in 0..CHUNK {
-            hit |= r[k] - w[k] == target;
-        }
-        if hit {
-            let k = (0..CHUNK).find(|&k| r[k] - w[k] == target).unwrap_or(0);
-            return c * CHUNK + k;
-        }
-    }
-    (split..row.len())
-        .find(|&j| row[j] - v[j] == target)
-        .unwrap_or(0)
+    crate::reduce::two_best::<f32, 16>(row, v)
 }
 
 /// Auction schedule, as fractions of the cost spread `max − min`: the first increment, the

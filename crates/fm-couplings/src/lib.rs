@@ -36,6 +36,7 @@ mod coupling;
 mod dense;
 mod error;
 mod legacy;
+mod reduce;
 mod sinkhorn;
 
 pub use assignment::{
