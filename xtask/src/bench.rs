@@ -172,8 +172,7 @@ fn table(measured: &[Measured]) -> String {
             bases.entry(key).or_default().push((name, m.median_ns));
         }
     }
-    let mut s =
-        String::from("| benchmark | median | against the in-run baseline |\n|---|---|---|\n");
+    let mut s = String::from("| benchmark | median | against its baseline |\n|---|---|---|\n");
     for m in measured {
         let id = [m.group.as_str(), m.function.as_str(), m.value.as_str()]
             .iter()
