@@ -107,7 +107,36 @@ fn error_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// Builds from this repository target x86-64-v3 (see `.cargo/config.toml`): on a CPU without
+/// AVX2/FMA, say so and how to rebuild, instead of dying on an illegal instruction later.
+fn cpu_supports_build() -> Result<(), String> {
+    // `is_x86_feature_detected!` is answered at compile time in such a build, so ask the CPU.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    {
+        use std::arch::x86_64::__cpuid;
+        let fma = __cpuid(1).ecx & (1 << 12) != 0;
+        let avx2 = __cpuid(0).eax >= 7 && __cpuid(7).ebx & (1 << 5) != 0;
+        if !(fma && avx2) {
+            return Err(
+                "this fm was built for x86-64-v3 CPUs (AVX2 and FMA) and this CPU lacks them; \
+                 rebuild it for the plain x86-64 baseline: \
+                 RUSTFLAGS=\"-C target-cpu=x86-64\" cargo build --release -p fm-cli"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    if let Err(msg) = cpu_supports_build() {
+        eprintln!("error: {msg}");
+        return ExitCode::FAILURE;
+    }
     // A panic is a bug: report it in one line, without a backtrace, and exit with 1.
     std::panic::set_hook(Box::new(|info| {
         let msg = info

@@ -51,7 +51,7 @@ fn solve_with(
     cost: ArrayView2<f64>,
     solver: AssignmentSolver,
 ) -> Result<AssignmentSolution, CouplingError> {
-    check_cost(cost, true)?;
+    let (lo, hi) = check_cost(cost, true)?;
     let (n, m) = cost.dim();
     let owned = cost.as_standard_layout();
     let c = owned.as_slice().expect("standard layout is contiguous");
@@ -67,7 +67,7 @@ fn solve_with(
     if solver == AssignmentSolver::JvAuction {
         return Ok(crate::legacy::lapjv(c, n, m));
     }
-    let (x, v) = lapjv_auction(c, n, m);
+    let (x, v) = lapjv_auction(c, n, m, (lo, hi));
     Ok(finish(c, m, x, v))
 }
 
@@ -294,13 +294,14 @@ pub fn certificate(
 /// unassigned columns keep `v = 0`). Then two passes of augmenting row reduction, and finally
 /// one Dijkstra-like shortest augmenting path per remaining free row ([`crate::dense`]), which
 /// is what makes the result exact.
-fn lapjv_auction(c: &[f64], n: usize, m: usize) -> (Vec<usize>, Vec<f64>) {
+/// `bounds` are the smallest and largest entry of `c`.
+fn lapjv_auction(c: &[f64], n: usize, m: usize, bounds: (f64, f64)) -> (Vec<usize>, Vec<f64>) {
     let mut x = vec![NONE; n]; // row -> column
     let mut y = vec![NONE; m]; // column -> row
     let mut v = vec![0.0f64; m];
     let mut free: Vec<usize> = Vec::with_capacity(n);
     if n == m {
-        auction_warm_start(c, n, &mut x, &mut y, &mut v, &mut free);
+        auction_warm_start(c, n, bounds, &mut x, &mut y, &mut v, &mut free);
     } else {
         free.extend(0..n);
     }
@@ -329,17 +330,13 @@ pub(crate) fn two_best(row: &[f64], v: &[f64]) -> (f64, usize, f64) {
 fn auction_warm_start(
     c: &[f64],
     n: usize,
+    (lo, hi): (f64, f64),
     x: &mut [usize],
     y: &mut [usize],
     v: &mut [f64],
     free: &mut Vec<usize>,
 ) {
     let m = n;
-    let (lo, hi) = c
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &z| {
-            (if z < a { z } else { a }, if z > b { z } else { b })
-        });
     let range = hi - lo;
     if range > 0.0 {
         // Single precision relative to the minimum; prices come back as f64.

@@ -43,6 +43,7 @@ mod matcher;
 mod matcher_spec;
 mod model;
 mod params;
+mod prefetch;
 mod sampling;
 pub mod tensors;
 mod trained;

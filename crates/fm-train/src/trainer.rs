@@ -9,7 +9,6 @@ use fm_autograd::{Adam, AdamConfig, AutogradError, Ema, Grads, Mlp, Optimizer};
 use fm_core::rng::FmRng;
 use fm_data::Dataset;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 /// What the trainer reports after every step.
@@ -319,31 +318,17 @@ impl Trainer {
 
         if p.threads >= 2 && p.steps - start > 1 {
             // Batches (data, couplings, path samples) are prepared ahead of the gradient steps
-            // by `threads` producer threads, producer `j` drawing the batches `k ≡ j (mod
-            // threads)`; a batch depends on the seed and its index only, so the bits do not
-            // change. The gradient steps stay on this thread, in order.
-            let producers = p.threads;
-            std::thread::scope(|scope| -> Result<(), TrainError> {
-                let mut rxs = Vec::with_capacity(producers);
-                for j in 0..producers {
-                    let (tx, rx) = sync_channel::<Result<Batch, TrainError>>(2);
-                    rxs.push(rx);
-                    scope.spawn(move || {
-                        for k in (start + j..p.steps).step_by(producers) {
-                            if tx.send(self.batch(k)).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-                for k in start..p.steps {
-                    let batch = rxs[(k - start) % producers].recv().map_err(|_| {
-                        TrainError::param("threads", p.threads, "a batch thread stopped")
-                    })??;
-                    train_step(k, batch)?;
-                }
-                Ok(())
-            })?;
+            // by `threads − 1` helper threads and by this thread whenever the batch it needs is
+            // still being made elsewhere (see `prefetch`). A batch depends on the seed and its
+            // index only, so the bits do not change. The gradient steps stay in order here.
+            crate::prefetch::run(
+                start..p.steps,
+                p.threads - 1,
+                2 * p.threads + 2,
+                |k| self.batch(k),
+                &mut train_step,
+                || TrainError::param("threads", p.threads, "a batch thread panicked"),
+            )?;
         } else {
             for k in start..p.steps {
                 let batch = self.batch(k)?;
