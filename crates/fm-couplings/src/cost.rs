@@ -114,8 +114,8 @@ fn min_max_finite(xs: &[f64]) -> (f64, f64, bool) {
     let split = xs.len() - xs.len() % LANES;
     for c in xs[..split].chunks_exact(LANES) {
         for k in 0..LANES {
-            lo[k] = if c[k] < lo[k] { c[k] } else { lo[k] };
-            hi[k] = if c[k] > hi[k] { c[k] } else { hi[k] };
+            lo[k] = lo[k].min(c[k]);
+            hi[k] = hi[k].max(c[k]);
             zero[k] += c[k] * 0.0;
         }
     }

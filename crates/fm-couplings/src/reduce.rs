@@ -19,12 +19,26 @@ impl Cost for f64 {
 
 /// The smallest and second-smallest reduced cost `row[j] - v[j]` and the column of the smallest.
 ///
-/// Two passes: a branch-free min / second-min over `LANES` independent lanes (plain selects,
-/// which vectorise), then a search for the first column attaining the minimum.
+/// Plain minimum reductions over `LANES` independent lanes (which vectorise, with no selects
+/// chained between the two running minima): the minimum, the first column attaining it, then
+/// the minimum over every other column (so a tie gives `w2 == w1`).
 #[inline]
 pub(crate) fn two_best<T: Cost, const LANES: usize>(row: &[T], v: &[T]) -> (T, usize, T) {
-    let mut b1 = [T::INFINITY; LANES];
-    let mut b2 = [T::INFINITY; LANES];
+    let w1 = min_reduced::<T, LANES>(row, v);
+    // Every reduced cost is finite for finite inputs, so the minimum is attained.
+    let j1 = position_of_value(row, v, w1);
+    let before = min_reduced::<T, LANES>(&row[..j1], &v[..j1]);
+    let after = match row.get(j1 + 1..) {
+        Some(r) => min_reduced::<T, LANES>(r, &v[j1 + 1..]),
+        None => T::INFINITY,
+    };
+    (w1, j1, if before < after { before } else { after })
+}
+
+/// `min_j row[j] - v[j]` (infinity for an empty row).
+#[inline]
+fn min_reduced<T: Cost, const LANES: usize>(row: &[T], v: &[T]) -> T {
+    let mut m = [T::INFINITY; LANES];
     let split = row.len() - row.len() % LANES;
     for (r, w) in row[..split]
         .chunks_exact(LANES)
@@ -32,31 +46,18 @@ pub(crate) fn two_best<T: Cost, const LANES: usize>(row: &[T], v: &[T]) -> (T, u
     {
         for k in 0..LANES {
             let h = r[k] - w[k];
-            let hi = if h < b1[k] { b1[k] } else { h };
-            b2[k] = if hi < b2[k] { hi } else { b2[k] };
-            b1[k] = if h < b1[k] { h } else { b1[k] };
+            m[k] = if h < m[k] { h } else { m[k] };
         }
     }
-    let mut w1 = T::INFINITY;
-    let mut w2 = T::INFINITY;
-    let mut push = |h: T| {
-        if h < w1 {
-            w2 = w1;
-            w1 = h;
-        } else if h < w2 {
-            w2 = h;
-        }
-    };
-    for k in 0..LANES {
-        push(b1[k]);
-        push(b2[k]);
-    }
+    let mut best = T::INFINITY;
     for (&r, &w) in row[split..].iter().zip(&v[split..]) {
-        push(r - w);
+        let h = r - w;
+        best = if h < best { h } else { best };
     }
-    // Every reduced cost is finite for finite inputs, so the minimum is attained.
-    let j1 = position_of_value(row, v, w1);
-    (w1, j1, w2)
+    for x in m {
+        best = if x < best { x } else { best };
+    }
+    best
 }
 
 /// The first `j` with `row[j] - v[j] == target` (0 if none), searched in branch-free chunks.
