@@ -59,12 +59,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             .to_string()
     } else {
         let command = format!(
-            "cargo bench --workspace -- --warm-up-time {warm} --measurement-time {measure}"
+            "cargo bench --workspace --bench '*' -- --warm-up-time {warm} --measurement-time {measure}"
         );
         println!("running: {command}");
         run_cmd(Command::new("cargo").args([
             "bench",
             "--workspace",
+            // Only the criterion benches: the libraries' test harnesses reject criterion's flags.
+            "--bench",
+            "*",
             "--",
             "--warm-up-time",
             warm,
