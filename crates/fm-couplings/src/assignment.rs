@@ -356,7 +356,7 @@ fn auction_warm_start(
             let j = x[i];
             if j != NONE {
                 let row = &c[i * m..(i + 1) * m];
-                let (w1, _, _) = two_best(row, v);
+                let w1 = crate::reduce::min_reduced::<f64, 8>(row, v);
                 slack[i] = (row[j] - v[j]) - w1;
             }
         }
@@ -370,7 +370,7 @@ fn auction_warm_start(
     // Keep only the pairs that are tight over all columns.
     for i in 0..n {
         let row = &c[i * m..(i + 1) * m];
-        let (w1, _, _) = two_best(row, v);
+        let w1 = crate::reduce::min_reduced::<f64, 8>(row, v);
         let j = x[i];
         if j != NONE && row[j] - v[j] <= w1 {
             continue;

@@ -131,7 +131,8 @@ impl Candidates {
                 break;
             }
         }
-        if tau.is_nan() {
+        let selected = tau.is_nan();
+        if selected {
             let (_, &mut t, _) = scratch.select_nth_unstable_by(k - 1, f32::total_cmp);
             // The selection permuted `scratch`; recompute it.
             for ((s, &cj), &vj) in scratch.iter_mut().zip(row).zip(v) {
@@ -156,7 +157,7 @@ impl Candidates {
         }
         // Ties at the threshold (only in the exact-selection branch), up to k entries.
         for (j, (&h, &cj)) in scratch.iter().zip(row).enumerate() {
-            if t >= k.max(2) {
+            if !selected || t >= k.max(2) {
                 break;
             }
             if h == tau {

@@ -37,7 +37,7 @@ pub(crate) fn two_best<T: Cost, const LANES: usize>(row: &[T], v: &[T]) -> (T, u
 
 /// `min_j row[j] - v[j]` (infinity for an empty row).
 #[inline]
-fn min_reduced<T: Cost, const LANES: usize>(row: &[T], v: &[T]) -> T {
+pub(crate) fn min_reduced<T: Cost, const LANES: usize>(row: &[T], v: &[T]) -> T {
     let mut m = [T::INFINITY; LANES];
     let split = row.len() - row.len() % LANES;
     for (r, w) in row[..split]

@@ -78,6 +78,14 @@ where
             g.next - 1
         })
     };
+    // Makes batch `k` without the lock, then stores it and wakes the waiters.
+    let make_and_store = |k: usize| -> MutexGuard<'_, State<B, E>> {
+        let r = make_caught(k);
+        let mut g = shared.lock();
+        g.ready.insert(k, r);
+        shared.changed.notify_all();
+        g
+    };
     std::thread::scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(|| {
@@ -89,10 +97,7 @@ where
                     match claim(&mut g) {
                         Some(k) => {
                             drop(g);
-                            let r = make_caught(k);
-                            g = shared.lock();
-                            g.ready.insert(k, r);
-                            shared.changed.notify_all();
+                            g = make_and_store(k);
                         }
                         None => g = shared.wait(g),
                     }
@@ -112,10 +117,7 @@ where
                         match claim(&mut g) {
                             Some(j) => {
                                 drop(g);
-                                let r = make_caught(j);
-                                g = shared.lock();
-                                g.ready.insert(j, r);
-                                shared.changed.notify_all();
+                                g = make_and_store(j);
                             }
                             None => g = shared.wait(g),
                         }
