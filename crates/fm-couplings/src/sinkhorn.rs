@@ -172,7 +172,7 @@ pub fn sinkhorn(
     // update unless that error is at most `stop` or this is the `last` iteration (so the
     // returned plan has exactly that error). Exponentials are recomputed only when a scaling
     // leaves [1e-50, 1e50] (absorbed into f, g), when ε changes, or to rescue an underflow.
-    let mut iterate = |e: f64, f: &mut [f64], g: &mut [f64], stop: f64, last: bool| -> f64 {
+    let iterate = |e: f64, f: &mut [f64], g: &mut [f64], stop: f64, last: bool| -> f64 {
         if e != stage_e {
             if stage_e.is_finite() && e * 2.0 == stage_e {
                 // Halving ε: exp((f' + g' − C) / (e/2)) = (u_i K_ij v_j)², no exponentials.
@@ -210,31 +210,7 @@ pub fn sinkhorn(
         }
         error
     };
-    let mut iterations = 0;
-    // ε-scaling: anneal from the cost spread down to ε, a few iterations per stage, so the
-    // final stage starts from nearly optimal potentials.
-    if params.eps_scaling {
-        let spread = cost_hi - cost_lo;
-        let mut e = spread / 2.0;
-        while e > eps {
-            for _ in 0..ANNEAL_ITERS {
-                iterations += 1;
-                if iterate(e, &mut f, &mut g, -1.0, false) <= ANNEAL_TOL {
-                    break;
-                }
-            }
-            e /= 2.0;
-        }
-    }
-    let mut error = f64::INFINITY;
-    for it in 1..=params.max_iter {
-        iterations += 1;
-        let last = it == params.max_iter;
-        error = iterate(eps, &mut f, &mut g, params.tol, last);
-        if error <= params.tol || last {
-            break;
-        }
-    }
+    let (iterations, error) = run_schedule(params, eps, cost_hi - cost_lo, &mut f, &mut g, iterate);
     if stage_e.is_finite() {
         ker.absorb(&mut f, &mut g, stage_e);
     }
@@ -311,7 +287,7 @@ pub fn sinkhorn_log_domain(
     // One Sinkhorn iteration at regularisation `e`: returns the column error of the plan after
     // the row update, then applies the column update unless that error is at most `stop` or
     // this is the `last` iteration (so the returned plan has exactly that error).
-    let mut iterate = |e: f64, f: &mut [f64], g: &mut [f64], stop: f64, last: bool| -> f64 {
+    let iterate = |e: f64, f: &mut [f64], g: &mut [f64], stop: f64, last: bool| -> f64 {
         soft_min(c, m, g, e, f, parallel);
         for (fi, la) in f.iter_mut().zip(&ln_a) {
             *fi += e * la;
@@ -332,31 +308,7 @@ pub fn sinkhorn_log_domain(
         }
         error
     };
-    let mut iterations = 0;
-    // ε-scaling: anneal from the cost spread down to ε, a few iterations per stage, so the
-    // final stage starts from nearly optimal potentials.
-    if params.eps_scaling {
-        let spread = cost_hi - cost_lo;
-        let mut e = spread / 2.0;
-        while e > eps {
-            for _ in 0..ANNEAL_ITERS {
-                iterations += 1;
-                if iterate(e, &mut f, &mut g, -1.0, false) <= ANNEAL_TOL {
-                    break;
-                }
-            }
-            e /= 2.0;
-        }
-    }
-    let mut error = f64::INFINITY;
-    for it in 1..=params.max_iter {
-        iterations += 1;
-        let last = it == params.max_iter;
-        error = iterate(eps, &mut f, &mut g, params.tol, last);
-        if error <= params.tol || last {
-            break;
-        }
-    }
+    let (iterations, error) = run_schedule(params, eps, cost_hi - cost_lo, &mut f, &mut g, iterate);
     let mut plan = Array2::zeros((n, m));
     {
         let p = plan.as_slice_mut().expect("contiguous");
@@ -558,6 +510,45 @@ impl Kernel {
 
 /// `out_i = −ε log Σ_k exp((p_k − M_ik) / ε)` for the row-major matrix `M` with `len` columns,
 /// computed with the max-shift so it is finite for any `ε > 0`.
+/// The iteration schedule both solvers share. With `eps_scaling`, ε is annealed from half the
+/// cost spread down to `eps`, halving per stage, with at most `ANNEAL_ITERS` iterations per stage
+/// (so the final stage starts from nearly optimal potentials); then up to `max_iter` iterations
+/// at `eps` until the error is at most `tol`. `iterate(e, f, g, stop, last)` runs one iteration
+/// and returns its marginal error. Returns the iteration count (stages included) and the last
+/// error.
+fn run_schedule(
+    params: &SinkhornParams,
+    eps: f64,
+    spread: f64,
+    f: &mut [f64],
+    g: &mut [f64],
+    mut iterate: impl FnMut(f64, &mut [f64], &mut [f64], f64, bool) -> f64,
+) -> (usize, f64) {
+    let mut iterations = 0;
+    if params.eps_scaling {
+        let mut e = spread / 2.0;
+        while e > eps {
+            for _ in 0..ANNEAL_ITERS {
+                iterations += 1;
+                if iterate(e, f, g, -1.0, false) <= ANNEAL_TOL {
+                    break;
+                }
+            }
+            e /= 2.0;
+        }
+    }
+    let mut error = f64::INFINITY;
+    for it in 1..=params.max_iter {
+        iterations += 1;
+        let last = it == params.max_iter;
+        error = iterate(eps, f, g, params.tol, last);
+        if error <= params.tol || last {
+            break;
+        }
+    }
+    (iterations, error)
+}
+
 fn soft_min(mat: &[f64], len: usize, p: &[f64], eps: f64, out: &mut [f64], parallel: bool) {
     let inv = 1.0 / eps;
     let one = |i: usize, o: &mut f64| {
