@@ -22,7 +22,9 @@ const BASELINES: &[(&str, &str, &str)] = &[
     ("function", "hungarian", "jv"),
     ("function", "jv-auction", "jv"),
     ("prefix", "log-domain/", ""),
-    ("group", "bare_matmuls_b256", "train_step_b256_threads1"),
+    // The step against its own matrix products, and those against matrixmultiply's.
+    ("group", "bare_kernels_b256", "train_step_b256_threads1"),
+    ("group", "bare_matmuls_b256", "bare_kernels_b256"),
 ];
 
 /// The id of the measurement this one is a baseline for, if it is a baseline.

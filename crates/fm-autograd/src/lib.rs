@@ -36,6 +36,7 @@ mod config;
 mod error;
 mod float;
 mod graph;
+mod kernel;
 mod mlp;
 mod optim;
 

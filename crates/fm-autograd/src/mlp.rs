@@ -1,13 +1,13 @@
 use crate::error::{AutogradError, Result, check_finite, shape_err};
 use crate::graph::{GradStore, Graph, Var};
+use crate::kernel::{LANES, Line, mm, mul_lines, outer_acc, pack, pad, sum_lines, transpose};
 use crate::{Activation, Float, MlpConfig, TimeFeatures};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Rows per chunk of the fused paths. Chunk boundaries, and the order in which chunk results
 /// are summed, do not depend on the number of threads, so results are bit-identical for any
@@ -39,15 +39,21 @@ struct Layer {
 ///
 /// Parameters live in one flat vector: for each linear layer its weight `(out, in)` row-major
 /// (PyTorch's layout), then its bias. [`MlpOf::loss_and_grad`], [`MlpOf::forward`] and the
-/// derivatives run fused, preallocated kernels (matrix products into reused buffers,
-/// activation derivatives computed in the forward pass) over chunks of [`CHUNK`] rows, in
-/// parallel with rayon when there is more than one chunk. [`MlpOf::forward_graph`] builds the
-/// same network on a [`Graph`] tape; the tests check that both give the same gradients.
+/// derivatives run fused, preallocated kernels over chunks of [`CHUNK`] rows, in parallel with
+/// rayon when there is more than one chunk: register-tiled matrix products on a feature-major
+/// layout of 16-point lines, with the weights packed once per parameter change, activation
+/// derivatives computed in the forward pass while its output is in L1. Products use fused
+/// multiply-adds when the build targets a CPU with FMA (this workspace's default), so an
+/// FMA build and a plain x86-64 build differ in the last bits; each is deterministic.
+/// [`MlpOf::forward_graph`] builds the same network on a [`Graph`] tape; the tests check that
+/// both give the same gradients.
 pub struct MlpOf<F: Float> {
     config: MlpConfig,
     layers: Vec<Layer>,
     params: Vec<F>,
     pool: Mutex<Vec<Work<F>>>,
+    /// The weights packed for the kernels, made on first use after a parameter change.
+    packed: OnceLock<Packed<F>>,
 }
 
 /// The MLP used by the rest of the workspace: `f32` inside, `f64` at the boundary.
@@ -93,6 +99,7 @@ impl<F: Float> Clone for MlpOf<F> {
             layers: self.layers.clone(),
             params: self.params.clone(),
             pool: Mutex::new(Vec::new()),
+            packed: OnceLock::new(),
         }
     }
 }
@@ -136,44 +143,100 @@ impl<'de, F: Float> Deserialize<'de> for MlpOf<F> {
     }
 }
 
-/// Scratch buffers of one chunk (flat, reused across calls).
+/// Scratch buffers of one chunk, in the blocked layout of [`crate::kernel`], reused across calls.
 struct Work<F> {
+    /// Capacity in points (a multiple of [`LANES`]).
     cap: usize,
-    h: Vec<Vec<F>>,
-    d: Vec<Vec<F>>,
-    out: Vec<F>,
-    ga: Vec<F>,
-    gb: Vec<F>,
-    wt: Vec<F>,
+    /// The input of every layer (`h[0]`: the input features).
+    h: Vec<Vec<Line<F>>>,
+    /// The activation derivative at every hidden layer's output.
+    d: Vec<Vec<Line<F>>>,
+    out: Vec<Line<F>>,
+    ga: Vec<Line<F>>,
+    gb: Vec<Line<F>>,
+    /// A transposed layer input (weight gradients).
+    ht: Vec<Line<F>>,
 }
 
-/// Layers with at most this many inputs or outputs skip the general matrix product for
-/// direct row loops (packing costs more than the product for such thin shapes).
-const THIN: usize = 8;
-
-/// `y += a x`.
-#[inline(always)]
-fn axpy<F: Float>(y: &mut [F], a: F, x: &[F]) {
-    y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
+/// Every layer's weight packed for the kernels: `fwd[l]` is `W_l`, `bwd[l]` is `W_lᵀ`.
+struct Packed<F> {
+    fwd: Vec<Vec<F>>,
+    bwd: Vec<Vec<F>>,
 }
 
-/// `Σ a_i b_i` with eight partial sums (vectorisable).
+/// The activation in place on a block of lines, `z ← f(z)`, with `f'(z)` into `d` if given.
+#[inline(never)]
+fn act_lines<F: Float>(act: Activation, z: &mut [Line<F>], d: Option<&mut [Line<F>]>) {
+    match d {
+        Some(d) => {
+            for (z, d) in z.iter_mut().zip(d.iter_mut()) {
+                act_line(act, &mut z.0, Some(&mut d.0));
+            }
+        }
+        None => z.iter_mut().for_each(|z| act_line(act, &mut z.0, None)),
+    }
+}
+
+/// The activation `f` of a line: `z ← f(z)`, and `f'(z)` into `d` if given. SELU (the
+/// default) has its own branch-free form that the compiler vectorises.
 #[inline(always)]
-fn dot<F: Float>(a: &[F], b: &[F]) -> F {
-    let mut acc = [F::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let rest: F = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(&x, &y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
+fn act_line<F: Float>(act: Activation, y: &mut [F; LANES], d: Option<&mut [F; LANES]>) {
+    if act == Activation::Selu {
+        let l = F::from_f64(crate::SELU_LAMBDA);
+        let la = F::from_f64(crate::SELU_LAMBDA * crate::SELU_ALPHA);
+        let zero = F::zero();
+        match d {
+            Some(d) => {
+                for (y, d) in y.iter_mut().zip(d.iter_mut()) {
+                    let z = *y;
+                    let pos = z > zero;
+                    let e = (if pos { zero } else { z }).exp();
+                    *d = if pos { l } else { la * e };
+                    *y = if pos { l * z } else { e.mul_add(la, -la) };
+                }
+            }
+            None => {
+                for y in y.iter_mut() {
+                    let z = *y;
+                    let pos = z > zero;
+                    let e = (if pos { zero } else { z }).exp();
+                    *y = if pos { l * z } else { e.mul_add(la, -la) };
+                }
+            }
+        }
+        return;
+    }
+    match d {
+        Some(d) => {
+            for (y, d) in y.iter_mut().zip(d.iter_mut()) {
+                (*y, *d) = act.eval(*y);
+            }
+        }
+        None => {
+            for y in y.iter_mut() {
+                *y = act.eval(*y).0;
+            }
         }
     }
-    acc.iter().copied().sum::<F>() + rest
+}
+
+/// `gW[o, k] += Σ_i g_io h_ik` for one layer from its blocked output cotangent `gs` and
+/// input `hs`, with the wider of the two operands along the lanes (`ht`: scratch).
+fn weight_grad<F: Float>(
+    ly: Layer,
+    gs: &[Line<F>],
+    hs: &[Line<F>],
+    ht: &mut Vec<Line<F>>,
+    gw: &mut [F],
+) {
+    let (kp, mp) = (pad(ly.inp), pad(ly.out));
+    if ly.inp >= ly.out.min(LANES) {
+        transpose(hs, kp, ly.inp, ht);
+        outer_acc(gs, ly.out, ht, ly.inp, |o, k, v| gw[o * ly.inp + k] += v);
+    } else {
+        transpose(gs, mp, ly.out, ht);
+        outer_acc(hs, ly.inp, ht, ly.out, |k, o, v| gw[o * ly.inp + k] += v);
+    }
 }
 
 fn view<F>(v: &[F], rows: usize, cols: usize) -> ArrayView2<'_, F> {
@@ -184,59 +247,16 @@ fn view_mut<F>(v: &mut [F], rows: usize, cols: usize) -> ArrayViewMut2<'_, F> {
     ArrayViewMut2::from_shape((rows, cols), &mut v[..rows * cols]).expect("buffer sized")
 }
 
-/// SELU in two simple passes per block of 64 (the exponentials first), which the compiler
-/// vectorises; same values as [`Activation::eval`].
-fn selu_inplace<F: Float>(h: &mut [F], mut d: Option<&mut [F]>) {
-    let l = F::from_f64(crate::SELU_LAMBDA);
-    let la = F::from_f64(crate::SELU_LAMBDA * crate::SELU_ALPHA);
-    let zero = F::zero();
-    let mut e = [zero; 64];
-    for (b, hb) in h.chunks_mut(64).enumerate() {
-        let e = &mut e[..hb.len()];
-        for (e, &z) in e.iter_mut().zip(hb.iter()) {
-            *e = (if z > zero { zero } else { z }).exp();
-        }
-        if let Some(d) = d.as_deref_mut() {
-            for ((db, &e), &z) in d[b * 64..b * 64 + hb.len()]
-                .iter_mut()
-                .zip(e.iter())
-                .zip(hb.iter())
-            {
-                *db = if z > zero { l } else { la * e };
-            }
-        }
-        for (z, &e) in hb.iter_mut().zip(e.iter()) {
-            *z = if *z > zero {
-                l * *z
-            } else {
-                la * (e - F::one())
-            };
-        }
+/// The first `rows` points of the blocked buffer `buf` (`pad(w)` lines per block) as row-major
+/// `f64` values, `w` per point.
+fn unblock<F: Float>(buf: &[Line<F>], rows: usize, w: usize) -> Vec<f64> {
+    let wp = pad(w);
+    let mut out = Vec::with_capacity(rows * w);
+    for i in 0..rows {
+        let blk = &buf[(i / LANES) * wp..];
+        out.extend(blk[..w].iter().map(|l| l.0[i % LANES].to_f64()));
     }
-}
-
-fn act_inplace<F: Float>(act: Activation, h: &mut [F], d: Option<&mut [F]>) {
-    macro_rules! go {
-        ($a:expr) => {
-            match d {
-                Some(d) => h.iter_mut().zip(d.iter_mut()).for_each(|(h, d)| {
-                    let (y, dy) = $a.eval(*h);
-                    *h = y;
-                    *d = dy;
-                }),
-                None => h.iter_mut().for_each(|h| *h = $a.eval(*h).0),
-            }
-        };
-    }
-    match act {
-        Activation::Selu => selu_inplace(h, d),
-        Activation::Silu => go!(Activation::Silu),
-        Activation::Elu => go!(Activation::Elu),
-        Activation::Relu => go!(Activation::Relu),
-        Activation::Tanh => go!(Activation::Tanh),
-        Activation::Softplus => go!(Activation::Softplus),
-        Activation::Gelu => go!(Activation::Gelu),
-    }
+    out
 }
 
 fn check_batch(t: &ArrayView1<f64>, x: &ArrayView2<f64>, dim: usize) -> Result<()> {
@@ -307,6 +327,7 @@ impl<F: Float> MlpOf<F> {
             layers,
             params,
             pool: Mutex::new(Vec::new()),
+            packed: OnceLock::new(),
         })
     }
 
@@ -327,6 +348,7 @@ impl<F: Float> MlpOf<F> {
 
     /// Mutable flat parameters (what optimizers update).
     pub fn params_mut(&mut self) -> &mut [F] {
+        self.packed.take();
         &mut self.params
     }
 
@@ -335,6 +357,7 @@ impl<F: Float> MlpOf<F> {
         if params.len() != self.params.len() {
             return Err(shape_err("params", self.params.len(), params.len()));
         }
+        self.packed.take();
         self.params.copy_from_slice(params);
         Ok(())
     }
@@ -364,22 +387,22 @@ impl<F: Float> MlpOf<F> {
         match w {
             Some(w) if w.cap >= rows => w,
             _ => {
-                let z = |c: usize| vec![F::zero(); rows * c];
+                let nb = rows.div_ceil(LANES);
+                let z = |c: usize| vec![Line::zero(); nb * pad(c)];
                 let maxw = self
                     .layers
                     .iter()
                     .map(|l| l.inp.max(l.out))
                     .max()
                     .unwrap_or(1);
-                let hidden = &self.layers[1..];
                 Work {
-                    cap: rows,
+                    cap: nb * LANES,
                     h: self.layers.iter().map(|l| z(l.inp)).collect(),
-                    d: hidden.iter().map(|l| z(l.inp)).collect(),
+                    d: self.layers[1..].iter().map(|l| z(l.inp)).collect(),
                     out: z(self.config.dim),
                     ga: z(maxw),
                     gb: z(maxw),
-                    wt: vec![F::zero(); maxw * THIN],
+                    ht: Vec::new(),
                 }
             }
         }
@@ -393,163 +416,169 @@ impl<F: Float> MlpOf<F> {
         }
     }
 
+    /// The weights packed for the kernels (packed once per parameter change: `params_mut` and
+    /// `set_params` drop the packed copy).
+    fn packed(&self) -> &Packed<F> {
+        self.packed.get_or_init(|| {
+            let mut fwd = Vec::new();
+            let mut bwd = Vec::new();
+            for ly in &self.layers {
+                let wl = &self.params[ly.w..ly.b];
+                let mut p = Vec::new();
+                pack(wl, ly.out, ly.inp, pad(ly.inp), false, &mut p);
+                fwd.push(p);
+                let mut p = Vec::new();
+                pack(wl, ly.inp, ly.out, pad(ly.out), true, &mut p);
+                bwd.push(p);
+            }
+            Packed { fwd, bwd }
+        })
+    }
+
     /// Forward pass of one chunk: input features, hidden activations (and their derivatives
     /// if `deriv`), output into `w.out`.
-    fn forward_chunk(&self, w: &mut Work<F>, t: &[f64], x: ArrayView2<f64>, deriv: bool) {
+    fn forward_chunk(
+        &self,
+        w: &mut Work<F>,
+        pk: &Packed<F>,
+        t: &[f64],
+        x: ArrayView2<f64>,
+        deriv: bool,
+    ) {
         let rows = x.nrows();
+        let nb = rows.div_ceil(LANES);
         let d = self.config.dim;
-        let in0 = self.layers[0].inp;
-        let h0 = &mut w.h[0][..rows * in0];
-        for ((row, xr), &ti) in h0.chunks_exact_mut(in0).zip(x.rows()).zip(t) {
-            for (r, &v) in row.iter_mut().zip(xr.iter()) {
-                *r = F::from_f64(v);
-            }
-            let tf = F::from_f64(ti);
-            match self.config.time_features {
-                TimeFeatures::Raw => row[d] = tf,
-                TimeFeatures::Fourier { frequencies: k } => {
-                    for j in 0..k {
-                        let a = tf * F::from_f64(2.0 * std::f64::consts::PI * (j + 1) as f64);
-                        row[d + j] = a.sin();
-                        row[d + k + j] = a.cos();
+        let in0p = pad(self.layers[0].inp);
+        for (blk, hb) in w.h[0][..nb * in0p].chunks_exact_mut(in0p).enumerate() {
+            hb.iter_mut().for_each(|l| *l = Line::zero());
+            for lane in 0..LANES.min(rows - blk * LANES) {
+                let i = blk * LANES + lane;
+                for j in 0..d {
+                    hb[j].0[lane] = F::from_f64(x[[i, j]]);
+                }
+                let tf = F::from_f64(t[i]);
+                match self.config.time_features {
+                    TimeFeatures::Raw => hb[d].0[lane] = tf,
+                    TimeFeatures::Fourier { frequencies: k } => {
+                        for j in 0..k {
+                            let om = F::from_f64(2.0 * std::f64::consts::PI * (j + 1) as f64);
+                            let a = tf * om;
+                            hb[d + j].0[lane] = a.sin();
+                            hb[d + k + j].0[lane] = a.cos();
+                        }
                     }
                 }
             }
         }
         let last = self.layers.len() - 1;
-        for l in 0..=last {
-            let ly = self.layers[l];
+        let act = self.config.activation;
+        for (l, ly) in self.layers.iter().enumerate() {
+            let (kp, mp) = (pad(ly.inp), pad(ly.out));
             let (inputs, rest) = w.h.split_at_mut(l + 1);
-            let dst: &mut [F] = if l == last { &mut w.out } else { &mut rest[0] };
-            let dst = &mut dst[..rows * ly.out];
-            for row in dst.chunks_exact_mut(ly.out) {
-                row.copy_from_slice(self.bias(l));
-            }
-            let a = &inputs[l][..rows * ly.inp];
-            let wl = &self.params[ly.w..ly.b];
-            if ly.inp <= THIN {
-                // z_i += Σ_k h_ik W[:, k]: axpy with the columns of W (copied to rows of `wt`).
-                let wt = &mut w.wt[..ly.inp * ly.out];
-                for k in 0..ly.inp {
-                    for o in 0..ly.out {
-                        wt[k * ly.out + o] = wl[o * ly.inp + k];
-                    }
-                }
-                for (zr, hr) in dst.chunks_exact_mut(ly.out).zip(a.chunks_exact(ly.inp)) {
-                    for (&hk, wk) in hr.iter().zip(wt.chunks_exact(ly.out)) {
-                        axpy(zr, hk, wk);
-                    }
-                }
-            } else if ly.out <= THIN {
-                for (zr, hr) in dst.chunks_exact_mut(ly.out).zip(a.chunks_exact(ly.inp)) {
-                    for (z, wo) in zr.iter_mut().zip(wl.chunks_exact(ly.inp)) {
-                        *z += dot(hr, wo);
-                    }
-                }
+            let b = &inputs[l][..nb * kp];
+            let bias = Some(self.bias(l));
+            if l == last {
+                let c = &mut w.out[..nb * mp];
+                mm(&pk.fwd[l], bias, kp, ly.out, b, c, |_, _| {});
+            } else if deriv {
+                let dv = &mut w.d[l][..nb * mp];
+                let c = &mut rest[0][..nb * mp];
+                mm(&pk.fwd[l], bias, kp, ly.out, b, c, |blk, z| {
+                    act_lines(act, z, Some(&mut dv[blk * mp..blk * mp + ly.out]))
+                });
             } else {
-                let a = view(a, rows, ly.inp);
-                general_mat_mul(
-                    F::one(),
-                    &a,
-                    &self.weight(l).t(),
-                    F::one(),
-                    &mut view_mut(dst, rows, ly.out),
-                );
-            }
-            if l < last {
-                let dv = if deriv {
-                    Some(&mut w.d[l][..rows * ly.out])
-                } else {
-                    None
-                };
-                act_inplace(self.config.activation, dst, dv);
+                let c = &mut rest[0][..nb * mp];
+                mm(&pk.fwd[l], bias, kp, ly.out, b, c, |_, z| {
+                    act_lines(act, z, None)
+                });
             }
         }
     }
 
-    /// Backward pass of one chunk from the output cotangent in `w.ga` (`rows × dim`).
-    /// Accumulates the parameter gradient into `grads` (if given); leaves the cotangent of the
-    /// input features in `w.ga` (`rows × in0`) if `input_grad`.
+    /// Backward pass of one chunk of `rows` points from the output cotangent in `w.ga`
+    /// (padding lanes zero). Accumulates the parameter gradient into `grads` (if given); leaves
+    /// the cotangent of the input features in `w.ga` if `input_grad`.
     fn backward_chunk(
         &self,
         w: &mut Work<F>,
+        pk: &Packed<F>,
         rows: usize,
         mut grads: Option<&mut [F]>,
         input_grad: bool,
     ) {
+        let nb = rows.div_ceil(LANES);
         for l in (0..self.layers.len()).rev() {
             let ly = self.layers[l];
+            let (kp, mp) = (pad(ly.inp), pad(ly.out));
             if let Some(gr) = grads.as_deref_mut() {
-                let gw = &mut gr[ly.w..ly.w + ly.out * ly.inp];
-                let hs = &w.h[l][..rows * ly.inp];
-                let gs = &w.ga[..rows * ly.out];
-                if ly.out <= THIN {
-                    // gW[o, :] += Σ_i g_io h_i
-                    for (gi, hi) in gs.chunks_exact(ly.out).zip(hs.chunks_exact(ly.inp)) {
-                        for (&go, gwo) in gi.iter().zip(gw.chunks_exact_mut(ly.inp)) {
-                            axpy(gwo, go, hi);
-                        }
-                    }
-                } else if ly.inp <= THIN {
-                    // gWᵀ[k, :] += Σ_i h_ik g_i, accumulated in `wt`, then added transposed.
-                    let wt = &mut w.wt[..ly.inp * ly.out];
-                    wt.iter_mut().for_each(|v| *v = F::zero());
-                    for (gi, hi) in gs.chunks_exact(ly.out).zip(hs.chunks_exact(ly.inp)) {
-                        for (&hk, wk) in hi.iter().zip(wt.chunks_exact_mut(ly.out)) {
-                            axpy(wk, hk, gi);
-                        }
-                    }
-                    for o in 0..ly.out {
-                        for k in 0..ly.inp {
-                            gw[o * ly.inp + k] += wt[k * ly.out + o];
-                        }
-                    }
-                } else {
-                    let g = view(gs, rows, ly.out);
-                    let h = view(hs, rows, ly.inp);
-                    general_mat_mul(
-                        F::one(),
-                        &g.t(),
-                        &h,
-                        F::one(),
-                        &mut view_mut(gw, ly.out, ly.inp),
-                    );
-                }
-                let gbias = &mut gr[ly.b..ly.b + ly.out];
-                for row in w.ga[..rows * ly.out].chunks_exact(ly.out) {
-                    gbias.iter_mut().zip(row).for_each(|(b, &v)| *b += v);
-                }
+                let gs = &w.ga[..nb * mp];
+                let gw = &mut gr[ly.w..ly.b];
+                weight_grad(ly, gs, &w.h[l][..nb * kp], &mut w.ht, gw);
+                sum_lines(gs, mp, &mut gr[ly.b..ly.b + ly.out]);
             }
             if l == 0 && !input_grad {
                 break;
             }
-            if ly.out <= THIN {
-                // gh_i = Σ_o g_io W[o, :]
-                let wl = &self.params[ly.w..ly.b];
-                let gs = &w.ga[..rows * ly.out];
-                for (ghi, gi) in w.gb[..rows * ly.inp]
-                    .chunks_exact_mut(ly.inp)
-                    .zip(gs.chunks_exact(ly.out))
-                {
-                    ghi.iter_mut().for_each(|v| *v = F::zero());
-                    for (&go, wo) in gi.iter().zip(wl.chunks_exact(ly.inp)) {
-                        axpy(ghi, go, wo);
-                    }
-                }
-            } else {
-                let g = view(&w.ga, rows, ly.out);
-                let mut gh = view_mut(&mut w.gb, rows, ly.inp);
-                general_mat_mul(F::one(), &g, &self.weight(l), F::zero(), &mut gh);
-            }
+            let gs = &w.ga[..nb * mp];
+            let gh = &mut w.gb[..nb * kp];
             if l > 0 {
-                let dv = &w.d[l - 1][..rows * ly.inp];
-                w.gb[..rows * ly.inp]
-                    .iter_mut()
-                    .zip(dv)
-                    .for_each(|(g, &d)| *g *= d);
+                let dv = &w.d[l - 1][..nb * kp];
+                mm(&pk.bwd[l], None, mp, ly.inp, gs, gh, |blk, g| {
+                    mul_lines(g, &dv[blk * kp..])
+                });
+            } else {
+                mm(&pk.bwd[l], None, mp, ly.inp, gs, gh, |_, _| {});
             }
             std::mem::swap(&mut w.ga, &mut w.gb);
         }
+    }
+
+    /// Benchmark support, not part of the API: only the matrix products of one training step
+    /// on `rows ≤ CHUNK` points (every layer's forward product, the input-gradient products
+    /// and the weight-gradient products with their transposes), without activations, loss,
+    /// bias gradients or conversions, on whatever the scratch buffers hold. The floor that
+    /// `loss_and_grad` is compared with in `benches/step.rs`.
+    #[doc(hidden)]
+    pub fn bench_products_only(&self, rows: usize, grads: &mut GradsOf<F>) {
+        let rows = rows.min(CHUNK);
+        let nb = rows.div_ceil(LANES);
+        let mut w = self.take_work(rows);
+        let pk = self.packed();
+        for (l, ly) in self.layers.iter().enumerate() {
+            let (kp, mp) = (pad(ly.inp), pad(ly.out));
+            let (inputs, rest) = w.h.split_at_mut(l + 1);
+            let c = match rest.first_mut() {
+                Some(c) => &mut c[..nb * mp],
+                None => &mut w.out[..nb * mp],
+            };
+            mm(
+                &pk.fwd[l],
+                Some(self.bias(l)),
+                kp,
+                ly.out,
+                &inputs[l][..nb * kp],
+                c,
+                |_, _| {},
+            );
+        }
+        for (l, ly) in self.layers.iter().enumerate().rev() {
+            let (kp, mp) = (pad(ly.inp), pad(ly.out));
+            let gw = &mut grads.flat[ly.w..ly.b];
+            weight_grad(*ly, &w.ga[..nb * mp], &w.h[l][..nb * kp], &mut w.ht, gw);
+            if l > 0 {
+                let gh = &mut w.gb[..nb * kp];
+                mm(
+                    &pk.bwd[l],
+                    None,
+                    mp,
+                    ly.inp,
+                    &w.ga[..nb * mp],
+                    gh,
+                    |_, _| {},
+                );
+            }
+        }
+        self.give_work(w);
     }
 
     /// Runs `f` on every chunk of rows (in parallel when there is more than one) and returns
@@ -583,12 +612,11 @@ impl<F: Float> MlpOf<F> {
             return Ok(out);
         }
         let t = t.to_vec();
+        let pk = self.packed();
         let parts = self.chunked(n, |w, a, b| {
-            self.forward_chunk(w, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), false);
-            w.out[..(b - a) * d]
-                .iter()
-                .map(|v| v.to_f64())
-                .collect::<Vec<_>>()
+            let x = x.slice_axis(Axis(0), (a..b).into());
+            self.forward_chunk(w, pk, &t[a..b], x, false);
+            unblock(&w.out, b - a, d)
         });
         for (o, v) in out.iter_mut().zip(parts.iter().flatten()) {
             *o = *v;
@@ -637,21 +665,24 @@ impl<F: Float> MlpOf<F> {
         let d = self.config.dim;
         let scale = 2.0 / (n * d) as f64;
         let t = t.to_vec();
+        let pk = self.packed();
+        let dp = pad(d);
         let chunk = |w: &mut Work<F>, gr: &mut [F], a: usize, b: usize| -> f64 {
             let rows = b - a;
-            self.forward_chunk(w, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
+            self.forward_chunk(w, pk, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
             let mut sq = 0.0;
             let tg = target.slice_axis(Axis(0), (a..b).into());
-            for ((g, o), &y) in w.ga[..rows * d]
-                .iter_mut()
-                .zip(&w.out[..rows * d])
-                .zip(tg.iter())
-            {
-                let diff = o.to_f64() - y;
-                sq += diff * diff;
-                *g = F::from_f64(diff * scale);
+            let nb = rows.div_ceil(LANES);
+            w.ga[..nb * dp].iter_mut().for_each(|l| *l = Line::zero());
+            for (i, tr) in tg.rows().into_iter().enumerate() {
+                let (blk, lane) = (i / LANES, i % LANES);
+                for (j, &y) in tr.iter().enumerate() {
+                    let diff = w.out[blk * dp + j].0[lane].to_f64() - y;
+                    sq += diff * diff;
+                    w.ga[blk * dp + j].0[lane] = F::from_f64(diff * scale);
+                }
             }
-            self.backward_chunk(w, rows, Some(gr), false);
+            self.backward_chunk(w, pk, rows, Some(gr), false);
             sq
         };
         grads.flat.iter_mut().for_each(|g| *g = F::zero());
@@ -707,22 +738,24 @@ impl<F: Float> MlpOf<F> {
             return Ok(out);
         }
         let t = t.to_vec();
-        let in0 = self.layers[0].inp;
+        let pk = self.packed();
+        let (dp, in0p) = (pad(d), pad(self.layers[0].inp));
         let parts = self.chunked(n, |w, a, b| {
             let rows = b - a;
-            self.forward_chunk(w, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
-            for (g, &c) in w.ga[..rows * d]
-                .iter_mut()
-                .zip(cot.slice_axis(Axis(0), (a..b).into()).iter())
-            {
-                *g = F::from_f64(c);
+            self.forward_chunk(w, pk, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
+            let nb = rows.div_ceil(LANES);
+            w.ga[..nb * dp].iter_mut().for_each(|l| *l = Line::zero());
+            let cot = cot.slice_axis(Axis(0), (a..b).into());
+            for (i, cr) in cot.rows().into_iter().enumerate() {
+                for (j, &c) in cr.iter().enumerate() {
+                    w.ga[(i / LANES) * dp + j].0[i % LANES] = F::from_f64(c);
+                }
             }
-            self.backward_chunk(w, rows, None, true);
-            let mut r = Vec::with_capacity(rows * d);
-            for row in w.ga[..rows * in0].chunks_exact(in0) {
-                r.extend(row[..d].iter().map(|v| v.to_f64()));
-            }
-            r
+            self.backward_chunk(w, pk, rows, None, true);
+            let g = &w.ga[..nb * in0p];
+            (0..rows * d)
+                .map(|e| g[(e / d / LANES) * in0p + e % d].0[(e / d) % LANES].to_f64())
+                .collect::<Vec<_>>()
         });
         for (o, v) in out.iter_mut().zip(parts.iter().flatten()) {
             *o = *v;
@@ -741,39 +774,54 @@ impl<F: Float> MlpOf<F> {
         }
         let t = t.to_vec();
         let last = self.layers.len() - 1;
+        let pk = self.packed();
+        let w0 = &self.params[self.layers[0].w..self.layers[0].b];
+        let in0 = self.layers[0].inp;
         let parts = self.chunked(n, |w, a, b| {
             let rows = b - a;
-            self.forward_chunk(w, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
-            // Tangents of layer 0's output: row i of block j is W_0[:, j].
-            let w0 = self.weight(0);
-            let mut tan = Array2::<F>::zeros((d * rows, self.layers[0].out));
-            for j in 0..d {
-                for mut r in tan
-                    .slice_axis_mut(Axis(0), (j * rows..(j + 1) * rows).into())
-                    .rows_mut()
-                {
-                    r.assign(&w0.column(j));
-                }
+            let nb = rows.div_ceil(LANES);
+            self.forward_chunk(w, pk, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
+            let mut div = vec![0.0; rows];
+            if last == 0 {
+                // A single affine map: the divergence is the trace of its square part.
+                let tr: f64 = (0..d).map(|j| w0[j * in0 + j].to_f64()).sum();
+                div.iter_mut().for_each(|v| *v = tr);
+                return div;
             }
-            for l in 0..=last {
-                if l > 0 {
-                    let mut next = Array2::<F>::zeros((d * rows, self.layers[l].out));
-                    general_mat_mul(F::one(), &tan, &self.weight(l).t(), F::zero(), &mut next);
-                    tan = next;
-                }
-                if l < last {
-                    let width = self.layers[l].out;
-                    let dv = view(&w.d[l], rows, width);
-                    for j in 0..d {
-                        let mut blk =
-                            tan.slice_axis_mut(Axis(0), (j * rows..(j + 1) * rows).into());
-                        blk *= &dv;
+            let mut tan = Vec::new();
+            let mut next = Vec::new();
+            for j in 0..d {
+                // Tangent of layer 0's activation along e_j: f'(z_0) ⊙ W_0[:, j].
+                let mp = pad(self.layers[0].out);
+                tan.clear();
+                tan.extend_from_slice(&w.d[0][..nb * mp]);
+                for blk in tan.chunks_exact_mut(mp) {
+                    for (o, line) in blk.iter_mut().enumerate().take(self.layers[0].out) {
+                        let c = w0[o * in0 + j];
+                        line.0.iter_mut().for_each(|v| *v *= c);
                     }
                 }
+                for l in 1..=last {
+                    let ly = self.layers[l];
+                    let (kp, mp) = (pad(ly.inp), pad(ly.out));
+                    next.clear();
+                    next.resize(nb * mp, Line::zero());
+                    if l < last {
+                        let dv = &w.d[l][..nb * mp];
+                        mm(&pk.fwd[l], None, kp, ly.out, &tan, &mut next, |blk, t| {
+                            mul_lines(t, &dv[blk * mp..])
+                        });
+                    } else {
+                        mm(&pk.fwd[l], None, kp, ly.out, &tan, &mut next, |_, _| {});
+                    }
+                    std::mem::swap(&mut tan, &mut next);
+                }
+                let dp = pad(d);
+                for (i, v) in div.iter_mut().enumerate() {
+                    *v += tan[(i / LANES) * dp + j].0[i % LANES].to_f64();
+                }
             }
-            (0..rows)
-                .map(|i| (0..d).map(|j| tan[[j * rows + i, j]].to_f64()).sum::<f64>())
-                .collect::<Vec<_>>()
+            div
         });
         Ok(parts.into_iter().flatten().collect())
     }

@@ -45,7 +45,7 @@ proptest! {
     /// The fused training path and the generic tape agree to rounding in f64, for every
     /// activation, both time inputs, and batches that span several chunks.
     #[test]
-    fn fused_path_equals_tape(d in 1usize..4, h1 in 1usize..9, h2 in 0usize..6, act in 0usize..7,
+    fn fused_path_equals_tape(d in 1usize..4, h1 in prop_oneof![1usize..9, 15usize..40], h2 in 0usize..6, act in 0usize..7,
                               fourier in 0usize..3, n in prop_oneof![1usize..40, 250usize..600], seed in any::<u64>()) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let hidden = if h2 == 0 { vec![h1] } else { vec![h1, h2] };
@@ -66,13 +66,14 @@ proptest! {
     }
 
     /// Whole-network parameter gradient, input VJP and exact divergence against central
-    /// finite differences (f64).
+    /// finite differences (f64), for zero to two hidden layers, narrow and wider than one line.
     #[test]
-    fn derivatives_match_finite_differences(d in 1usize..4, h in 2usize..6, act in 0usize..7,
+    fn derivatives_match_finite_differences(d in 1usize..4, h in prop_oneof![2usize..6, 17usize..20],
+                                            depth in 0usize..3, act in 0usize..7,
                                             fourier in 0usize..2, seed in any::<u64>()) {
         prop_assume!(Activation::ALL[act] != Activation::Relu); // kinks break the stencil
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut mlp = MlpOf::<f64>::new(&config(d, vec![h, h], act, fourier), &mut rng).unwrap();
+        let mut mlp = MlpOf::<f64>::new(&config(d, vec![h; depth], act, fourier), &mut rng).unwrap();
         let (t, x, y) = batch(5, d, &mut rng);
         let (_, grads) = mlp.loss_and_grad(t.view(), x.view(), y.view()).unwrap();
         let eps = 1e-6;
@@ -373,4 +374,34 @@ fn bad_inputs_are_errors() {
         ..MlpConfig::default()
     };
     assert!(Mlp::new(&f0, &mut rand::rng()).is_err());
+}
+
+/// The packed copy of the weights the kernels use follows every parameter change: after
+/// `params_mut`, `set_params` and an optimizer step, the network computes exactly what a fresh
+/// network with the same parameters computes.
+#[test]
+fn parameter_changes_reach_the_kernels() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let cfg = MlpConfig::default();
+    let mut mlp = Mlp::new(&cfg, &mut rng).unwrap();
+    let (t, x, y) = batch(300, 2, &mut rng);
+    let fresh = |m: &Mlp| Mlp::from_params(&cfg, m.params().to_vec()).unwrap();
+    let before = mlp.forward(t.view(), x.view()).unwrap();
+    mlp.params_mut().iter_mut().for_each(|p| *p *= 1.5);
+    let after = mlp.forward(t.view(), x.view()).unwrap();
+    assert_ne!(before, after);
+    assert_eq!(after, fresh(&mlp).forward(t.view(), x.view()).unwrap());
+    let p: Vec<f32> = mlp.params().iter().map(|v| -v).collect();
+    mlp.set_params(&p).unwrap();
+    assert_eq!(
+        mlp.vjp(t.view(), x.view(), y.view()).unwrap(),
+        fresh(&mlp).vjp(t.view(), x.view(), y.view()).unwrap()
+    );
+    let mut adam = Adam::new(AdamConfig::default()).unwrap();
+    let (_, g) = mlp.loss_and_grad(t.view(), x.view(), y.view()).unwrap();
+    adam.step(&mut mlp, &g).unwrap();
+    assert_eq!(
+        mlp.divergence(t.view(), x.view()).unwrap(),
+        fresh(&mlp).divergence(t.view(), x.view()).unwrap()
+    );
 }
