@@ -102,8 +102,6 @@ pub fn normalize_by_max(cost: &mut Array2<f64>) {
     }
 }
 
-/// Checks a cost matrix for the solvers: non-empty, finite, rows ≤ columns (when `need_rows_le_cols`),
-/// and a spread `max − min` small enough that dual potentials stay finite. Returns `(min, max)`.
 /// The minimum and maximum of `xs` and whether every entry is finite, in one branch-free pass
 /// over independent lanes (it vectorises): `x · 0` is 0 for finite `x` and NaN otherwise.
 fn min_max_finite(xs: &[f64]) -> (f64, f64, bool) {
@@ -130,6 +128,8 @@ fn min_max_finite(xs: &[f64]) -> (f64, f64, bool) {
     (l, h, z == 0.0)
 }
 
+/// Checks a cost matrix for the solvers: non-empty, finite, rows ≤ columns (when `need_rows_le_cols`),
+/// and a spread `max − min` small enough that dual potentials stay finite. Returns `(min, max)`.
 pub(crate) fn check_cost(
     cost: ArrayView2<f64>,
     need_rows_le_cols: bool,

@@ -508,8 +508,6 @@ impl Kernel {
     }
 }
 
-/// `out_i = −ε log Σ_k exp((p_k − M_ik) / ε)` for the row-major matrix `M` with `len` columns,
-/// computed with the max-shift so it is finite for any `ε > 0`.
 /// The iteration schedule both solvers share. With `eps_scaling`, ε is annealed from half the
 /// cost spread down to `eps`, halving per stage, with at most `ANNEAL_ITERS` iterations per stage
 /// (so the final stage starts from nearly optimal potentials); then up to `max_iter` iterations
@@ -549,6 +547,8 @@ fn run_schedule(
     (iterations, error)
 }
 
+/// `out_i = −ε log Σ_k exp((p_k − M_ik) / ε)` for the row-major matrix `M` with `len` columns,
+/// computed with the max-shift so it is finite for any `ε > 0`.
 fn soft_min(mat: &[f64], len: usize, p: &[f64], eps: f64, out: &mut [f64], parallel: bool) {
     let inv = 1.0 / eps;
     let one = |i: usize, o: &mut f64| {
