@@ -247,10 +247,9 @@ fn view_mut<F>(v: &mut [F], rows: usize, cols: usize) -> ArrayViewMut2<'_, F> {
     ArrayViewMut2::from_shape((rows, cols), &mut v[..rows * cols]).expect("buffer sized")
 }
 
-/// The first `rows` points of the blocked buffer `buf` (`pad(w)` lines per block) as row-major
-/// `f64` values, `w` per point.
-fn unblock<F: Float>(buf: &[Line<F>], rows: usize, w: usize) -> Vec<f64> {
-    let wp = pad(w);
+/// Features `0..w` of the first `rows` points of the blocked buffer `buf` (`wp` lines per block)
+/// as row-major `f64` values, `w` per point.
+fn unblock<F: Float>(buf: &[Line<F>], rows: usize, wp: usize, w: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(rows * w);
     for i in 0..rows {
         let blk = &buf[(i / LANES) * wp..];
@@ -616,7 +615,7 @@ impl<F: Float> MlpOf<F> {
         let parts = self.chunked(n, |w, a, b| {
             let x = x.slice_axis(Axis(0), (a..b).into());
             self.forward_chunk(w, pk, &t[a..b], x, false);
-            unblock(&w.out, b - a, d)
+            unblock(&w.out, b - a, pad(d), d)
         });
         for (o, v) in out.iter_mut().zip(parts.iter().flatten()) {
             *o = *v;
@@ -752,10 +751,7 @@ impl<F: Float> MlpOf<F> {
                 }
             }
             self.backward_chunk(w, pk, rows, None, true);
-            let g = &w.ga[..nb * in0p];
-            (0..rows * d)
-                .map(|e| g[(e / d / LANES) * in0p + e % d].0[(e / d) % LANES].to_f64())
-                .collect::<Vec<_>>()
+            unblock(&w.ga, rows, in0p, d)
         });
         for (o, v) in out.iter_mut().zip(parts.iter().flatten()) {
             *o = *v;
