@@ -66,7 +66,7 @@ fn bare_kernels(c: &mut Criterion) {
         .unwrap();
     c.bench_function("bare_kernels_b256", |b| {
         b.iter(|| {
-            mlp.bench_products_only(256, &mut grads);
+            mlp.bench_products_only(256, &mut grads).unwrap();
             black_box(grads.as_slice()[0])
         })
     });

@@ -536,9 +536,13 @@ impl<F: Float> MlpOf<F> {
     /// on `rows ≤ CHUNK` points (every layer's forward product, the input-gradient products
     /// and the weight-gradient products with their transposes), without activations, loss,
     /// bias gradients or conversions, on whatever the scratch buffers hold. The floor that
-    /// `loss_and_grad` is compared with in `benches/step.rs`.
+    /// `loss_and_grad` is compared with in `benches/step.rs`. A `grads` of another network's
+    /// size is an error.
     #[doc(hidden)]
-    pub fn bench_products_only(&self, rows: usize, grads: &mut GradsOf<F>) {
+    pub fn bench_products_only(&self, rows: usize, grads: &mut GradsOf<F>) -> Result<()> {
+        if grads.flat.len() != self.params.len() {
+            return Err(shape_err("grads", self.params.len(), grads.flat.len()));
+        }
         let rows = rows.min(CHUNK);
         let nb = rows.div_ceil(LANES);
         let mut w = self.take_work(rows);
@@ -578,6 +582,7 @@ impl<F: Float> MlpOf<F> {
             }
         }
         self.give_work(w);
+        Ok(())
     }
 
     /// Runs `f` on every chunk of rows (in parallel when there is more than one) and returns

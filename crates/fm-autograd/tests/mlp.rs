@@ -405,3 +405,19 @@ fn parameter_changes_reach_the_kernels() {
         fresh(&mlp).divergence(t.view(), x.view()).unwrap()
     );
 }
+
+/// The benchmark helper rejects a gradient buffer of another network instead of panicking.
+#[test]
+fn bench_products_only_checks_the_gradient_size() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mlp = Mlp::new(&MlpConfig::default(), &mut rng).unwrap();
+    let other = Mlp::new(&config(2, vec![5], 0, 0), &mut rng).unwrap();
+    let mut wrong = fm_autograd::Grads::zeros(&other);
+    assert!(matches!(
+        mlp.bench_products_only(256, &mut wrong),
+        Err(AutogradError::ShapeMismatch { .. })
+    ));
+    let mut right = fm_autograd::Grads::zeros(&mlp);
+    mlp.bench_products_only(300, &mut right).unwrap();
+    assert!(right.as_slice().iter().all(|g| g.is_finite()));
+}
