@@ -5,10 +5,15 @@
 //! * `bare_kernels_b256`: only the matrix products of that step with this crate's kernels
 //!   (including the transposes the weight gradients use): the floor the step is compared with.
 //! * `bare_matmuls_b256`: the same 11 products with ndarray's `general_mat_mul`
-//!   (matrixmultiply), which the fused path used before it had its own kernels.
+//!   (matrixmultiply), which the fused path used before it had its own kernels. With
+//!   `--features openblas-reference` ndarray hands all 11 to the system OpenBLAS
+//!   (`cblas_sgemm`) instead; run it with `OPENBLAS_NUM_THREADS=1`.
 //! * `forward_10k_*`, `divergence_10k_*`: the field and its exact divergence on 10,000 points.
 //!
 //! `cargo bench -p fm-autograd --bench step -- --warm-up-time 1 --measurement-time 3`
+#[cfg(feature = "openblas-reference")]
+extern crate blas_src;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use fm_autograd::{Adam, AdamConfig, Grads, Mlp, MlpConfig};
 use ndarray::linalg::general_mat_mul;
