@@ -34,6 +34,16 @@ impl<F: Float> Line<F> {
     }
 }
 
+/// Feature `f` of point `i` in a blocked buffer with `wp` lines per block.
+pub(crate) fn at<F>(buf: &[Line<F>], wp: usize, i: usize, f: usize) -> &F {
+    &buf[(i / LANES) * wp + f].0[i % LANES]
+}
+
+/// Mutable [`at`].
+pub(crate) fn at_mut<F>(buf: &mut [Line<F>], wp: usize, i: usize, f: usize) -> &mut F {
+    &mut buf[(i / LANES) * wp + f].0[i % LANES]
+}
+
 /// `w` rounded up to a multiple of [`R`].
 pub(crate) fn pad(w: usize) -> usize {
     w.div_ceil(R) * R
@@ -233,7 +243,7 @@ mod tests {
         let mut out = vec![Line::zero(); nb * wp];
         for i in 0..rows {
             for f in 0..w {
-                out[(i / LANES) * wp + f].0[i % LANES] = v[i * w + f];
+                *at_mut(&mut out, wp, i, f) = v[i * w + f];
             }
         }
         out
@@ -260,7 +270,7 @@ mod tests {
             for i in 0..rows {
                 for o in 0..m {
                     let want = bias[o] + (0..k).map(|j| a[o * k + j] * x[i * k + j]).sum::<f64>();
-                    let got = c[(i / LANES) * pad(m) + o].0[i % LANES];
+                    let got = *at(&c, pad(m), i, o);
                     prop_assert!((got - want).abs() < 1e-12, "({i}, {o}): {got} vs {want}");
                 }
             }

@@ -1,6 +1,8 @@
 use crate::error::{AutogradError, Result, check_finite, shape_err};
 use crate::graph::{GradStore, Graph, Var};
-use crate::kernel::{LANES, Line, mm, mul_lines, outer_acc, pack, pad, sum_lines, transpose};
+use crate::kernel::{
+    LANES, Line, at, at_mut, mm, mul_lines, outer_acc, pack, pad, sum_lines, transpose,
+};
 use crate::{Activation, Float, MlpConfig, TimeFeatures};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 use rand::Rng;
@@ -252,8 +254,7 @@ fn view_mut<F>(v: &mut [F], rows: usize, cols: usize) -> ArrayViewMut2<'_, F> {
 fn unblock<F: Float>(buf: &[Line<F>], rows: usize, wp: usize, w: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(rows * w);
     for i in 0..rows {
-        let blk = &buf[(i / LANES) * wp..];
-        out.extend(blk[..w].iter().map(|l| l.0[i % LANES].to_f64()));
+        out.extend((0..w).map(|f| at(buf, wp, i, f).to_f64()));
     }
     out
 }
@@ -679,11 +680,10 @@ impl<F: Float> MlpOf<F> {
             let nb = rows.div_ceil(LANES);
             w.ga[..nb * dp].iter_mut().for_each(|l| *l = Line::zero());
             for (i, tr) in tg.rows().into_iter().enumerate() {
-                let (blk, lane) = (i / LANES, i % LANES);
                 for (j, &y) in tr.iter().enumerate() {
-                    let diff = w.out[blk * dp + j].0[lane].to_f64() - y;
+                    let diff = at(&w.out, dp, i, j).to_f64() - y;
                     sq += diff * diff;
-                    w.ga[blk * dp + j].0[lane] = F::from_f64(diff * scale);
+                    *at_mut(&mut w.ga, dp, i, j) = F::from_f64(diff * scale);
                 }
             }
             self.backward_chunk(w, pk, rows, Some(gr), false);
@@ -752,7 +752,7 @@ impl<F: Float> MlpOf<F> {
             let cot = cot.slice_axis(Axis(0), (a..b).into());
             for (i, cr) in cot.rows().into_iter().enumerate() {
                 for (j, &c) in cr.iter().enumerate() {
-                    w.ga[(i / LANES) * dp + j].0[i % LANES] = F::from_f64(c);
+                    *at_mut(&mut w.ga, dp, i, j) = F::from_f64(c);
                 }
             }
             self.backward_chunk(w, pk, rows, None, true);
@@ -791,12 +791,12 @@ impl<F: Float> MlpOf<F> {
             }
             let mut tan = Vec::new();
             let mut next = Vec::new();
+            let (mp0, dp) = (pad(self.layers[0].out), pad(d));
             for j in 0..d {
                 // Tangent of layer 0's activation along e_j: f'(z_0) ⊙ W_0[:, j].
-                let mp = pad(self.layers[0].out);
                 tan.clear();
-                tan.extend_from_slice(&w.d[0][..nb * mp]);
-                for blk in tan.chunks_exact_mut(mp) {
+                tan.extend_from_slice(&w.d[0][..nb * mp0]);
+                for blk in tan.chunks_exact_mut(mp0) {
                     for (o, line) in blk.iter_mut().enumerate().take(self.layers[0].out) {
                         let c = w0[o * in0 + j];
                         line.0.iter_mut().for_each(|v| *v *= c);
@@ -817,9 +817,8 @@ impl<F: Float> MlpOf<F> {
                     }
                     std::mem::swap(&mut tan, &mut next);
                 }
-                let dp = pad(d);
                 for (i, v) in div.iter_mut().enumerate() {
-                    *v += tan[(i / LANES) * dp + j].0[i % LANES].to_f64();
+                    *v += at(&tan, dp, i, j).to_f64();
                 }
             }
             div
