@@ -72,4 +72,16 @@ pub enum CouplingError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A conditional coupling's source labels are not a rearrangement of the target labels.
+    #[error(
+        "label {label} has {sources} source points but {targets} target points: the source labels must be a rearrangement of the target labels"
+    )]
+    LabelCountMismatch {
+        /// The first label whose counts differ.
+        label: usize,
+        /// How many source points carry it.
+        sources: usize,
+        /// How many target points carry it.
+        targets: usize,
+    },
 }

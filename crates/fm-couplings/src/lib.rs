@@ -14,6 +14,10 @@
 //!   log-domain potentials); [`sinkhorn_log_domain`] is the plain log-domain reference;
 //!   [`sample_plan`] draws pairs from a dense plan.
 //! * [`sq_euclidean_cost`]: cost matrices, filled in parallel for large batches.
+//! * Conditioning: [`ConditionalCoupling`] pairs a batch whose targets carry contexts `c_1` so the
+//!   source stays independent of the context: [`LabelOtCoupling`] (exact OT within each label) and
+//!   [`ConditionalOtCoupling`] (cost `‖x_0 − x_1‖² + β‖c_0 − c_1‖²`); [`IgnoreContext`] is the
+//!   naive baseline.
 //!
 //! ```
 //! use fm_couplings::{Coupling, ExactOtCoupling};
@@ -31,6 +35,7 @@
 
 mod assignment;
 mod auction;
+mod conditional;
 mod cost;
 mod coupling;
 mod dense;
@@ -42,6 +47,10 @@ mod sinkhorn;
 pub use assignment::{
     AssignmentSolution, AssignmentSolver, DualCertificate, HUNGARIAN_RESOLUTION, assignment,
     assignment_with_duals, certificate, hungarian,
+};
+pub use conditional::{
+    ConditionalCoupling, ConditionalOtCoupling, IgnoreContext, LabelOtCoupling,
+    conditional_ot_cost, labels_from_contexts,
 };
 pub use cost::{normalize_by_max, sq_euclidean_cost, sq_euclidean_cost_normalized};
 pub use coupling::{
