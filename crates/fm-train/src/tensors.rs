@@ -3,7 +3,17 @@
 use crate::TrainError;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
+
+/// The metadata key of the checksum [`encode`] stores and [`decode`] checks: `crc32:` and eight
+/// hex digits, a CRC-32 over every other metadata entry and every tensor's name, dtype, shape
+/// and bytes (see [`checksum`]). Files without it (written before checksums) still decode.
+pub const CHECKSUM_KEY: &str = "fm_checksum";
+
+/// The largest model or checkpoint file [`read_file`] reads: 4 GiB. The widest network the CLI
+/// builds holds far fewer parameters; a larger "model" is a wrong path (a disk image, a device).
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
 /// The values of a [`Tensor`]: little-endian f32 (weights) or f64 (exact state such as Adam's moments).
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +104,10 @@ pub fn encode(
             .map_err(|e| TrainError::param("tensor", name, format!("cannot encode tensor: {e}")))?;
         views.push((name.clone(), view));
     }
+    let mut metadata = metadata;
+    metadata.remove(CHECKSUM_KEY);
+    let sum = checksum(&metadata, tensors);
+    metadata.insert(CHECKSUM_KEY.to_string(), format!("crc32:{sum:08x}"));
     safetensors::serialize(views, Some(metadata))
         .map_err(|e| TrainError::param("tensors", "", format!("cannot encode tensors: {e}")))
 }
@@ -140,24 +154,141 @@ pub fn decode(
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut metadata = metadata;
+    if let Some(stored) = metadata.remove(CHECKSUM_KEY) {
+        let found = checksum(&metadata, &out);
+        let expected = stored
+            .strip_prefix("crc32:")
+            .and_then(|h| u32::from_str_radix(h, 16).ok());
+        if expected != Some(found) {
+            return Err(TrainError::bad_file(
+                path,
+                format!(
+                    "corrupt: checksum mismatch (stored {stored}, computed crc32:{found:08x}); \
+                     the file changed after it was written: restore it from a copy or retrain"
+                ),
+            ));
+        }
+    }
     Ok((metadata, out))
 }
 
-/// Reads a whole file, naming it in the error.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, TrainError> {
-    if path.is_dir() {
-        return Err(TrainError::bad_file(
-            path,
-            "is a directory, not a model file",
-        ));
+/// The CRC-32 of a file's content: every metadata entry in key order (key and value, each
+/// length-prefixed) except [`CHECKSUM_KEY`], then every tensor in name order (name, dtype, shape,
+/// little-endian bytes, each length-prefixed). It depends on the content only, not on how the
+/// JSON header is laid out, so a file rewritten with the same content keeps its checksum.
+pub fn checksum(metadata: &HashMap<String, String>, tensors: &[Tensor]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    let mut put = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let mut keys: Vec<&String> = metadata.keys().filter(|k| *k != CHECKSUM_KEY).collect();
+    keys.sort();
+    for k in keys {
+        put(k.as_bytes());
+        put(metadata[k].as_bytes());
     }
-    std::fs::read(path).map_err(|e| match e.kind() {
+    let mut sorted: Vec<&Tensor> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in sorted {
+        put(t.name.as_bytes());
+        let shape: Vec<u8> = t
+            .shape
+            .iter()
+            .flat_map(|d| (*d as u64).to_le_bytes())
+            .collect();
+        put(&shape);
+        match &t.data {
+            TensorData::F32(v) => {
+                put(b"F32");
+                put(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+            }
+            TensorData::F64(v) => {
+                put(b"F64");
+                put(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+            }
+        }
+    }
+    h.finalize()
+}
+
+/// Reads a whole model or checkpoint file, naming it in the error. Before anything is opened,
+/// the path must name a regular file (a FIFO would block, `/dev/zero` would never end) of at
+/// most [`MAX_FILE_BYTES`]; the opened file is checked again, and at most that many bytes are read.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, TrainError> {
+    let open_err = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => TrainError::bad_file(path, "no such file: check the path"),
         std::io::ErrorKind::PermissionDenied => {
             TrainError::bad_file(path, "permission denied: make the file readable")
         }
         _ => TrainError::io(path, e),
-    })
+    };
+    let check = |meta: &std::fs::Metadata| {
+        if meta.is_dir() {
+            return Err(TrainError::bad_file(
+                path,
+                "is a directory, not a model file",
+            ));
+        }
+        if !meta.is_file() {
+            return Err(TrainError::bad_file(
+                path,
+                "is not a regular file (a device, FIFO or socket): give a model file written by `fm train`",
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(TrainError::bad_file(
+                path,
+                format!(
+                    "is {} bytes, more than the limit of {MAX_FILE_BYTES} bytes (4 GiB) for a model or checkpoint file: is it the right file?",
+                    meta.len()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path).map_err(open_err)?)?;
+    let file = std::fs::File::open(path).map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
+    check(&meta)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(open_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(TrainError::bad_file(
+            path,
+            format!("grew past the limit of {MAX_FILE_BYTES} bytes while it was read"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The metadata map of a safetensors file, reading only its header (at most 100 MB); `None` if
+/// the file is not a regular file or not a safetensors file. The CLI uses it to recognise its
+/// own model and checkpoint files before replacing one.
+pub fn peek_metadata(path: &Path) -> Option<HashMap<String, String>> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    let n = u64::from_le_bytes(len);
+    if n > 100_000_000 || n > meta.len().saturating_sub(8) {
+        return None;
+    }
+    let mut header = vec![0u8; usize::try_from(n).ok()?];
+    file.read_exact(&mut header).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let map = value.get("__metadata__")?.as_object()?;
+    Some(
+        map.iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
