@@ -354,31 +354,7 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(io_err)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        match format {
-            Format::Csv => {
-                let header: Vec<String> = (0..x.ncols()).map(|j| format!("x{j}")).collect();
-                writeln!(w, "{}", header.join(",")).map_err(io_err)?;
-                for row in x.rows() {
-                    let cells: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
-                    writeln!(w, "{}", cells.join(",")).map_err(io_err)?;
-                }
-            }
-            Format::Npy => {
-                x.as_standard_layout()
-                    .write_npy(&mut w)
-                    .map_err(|e| match e {
-                        ndarray_npy::WriteNpyError::Io(source) => io_err(source),
-                        other => DataError::NpyFormat {
-                            path: path.to_path_buf(),
-                            reason: other.to_string(),
-                        },
-                    })?;
-            }
-        }
-        w.flush().map_err(io_err)?;
-    }
+    write_body(tmp.as_file_mut(), format, x, path)?;
     #[cfg(unix)]
     {
         // Temporary files are created private (0600); a data file is an ordinary file.
@@ -390,4 +366,67 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(&target).map_err(|e| io_err(e.error))?;
     Ok(())
+}
+
+/// Writes the encoded points into `out` (buffered, flushed); errors are [`DataError::Write`]s
+/// naming `path`.
+fn write_body(
+    out: &mut impl Write,
+    format: Format,
+    x: ArrayView2<f64>,
+    path: &Path,
+) -> Result<(), DataError> {
+    let io_err = |source| DataError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = std::io::BufWriter::new(out);
+    match format {
+        Format::Csv => {
+            let header: Vec<String> = (0..x.ncols()).map(|j| format!("x{j}")).collect();
+            writeln!(w, "{}", header.join(",")).map_err(io_err)?;
+            for row in x.rows() {
+                let cells: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
+                writeln!(w, "{}", cells.join(",")).map_err(io_err)?;
+            }
+        }
+        Format::Npy => {
+            x.as_standard_layout()
+                .write_npy(&mut w)
+                .map_err(|e| match e {
+                    ndarray_npy::WriteNpyError::Io(source) => io_err(source),
+                    other => DataError::NpyFormat {
+                        path: path.to_path_buf(),
+                        reason: other.to_string(),
+                    },
+                })?;
+        }
+    }
+    w.flush().map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real ENOSPC from the kernel (`/dev/full`) reads "no space left on device", for both
+    /// formats, and is a write error, not "cannot access".
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn enospc_reads_no_space_left_on_device() {
+        let x = ndarray::Array2::<f64>::ones((2000, 3));
+        for (format, name) in [(Format::Csv, "s.csv"), (Format::Npy, "s.npy")] {
+            let mut full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap();
+            let err = write_body(&mut full, format, x.view(), Path::new(name)).unwrap_err();
+            assert!(matches!(err, DataError::Write { .. }), "{err:?}");
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(&format!("cannot write {name}: no space left on device")),
+                "{msg}"
+            );
+        }
+    }
 }
