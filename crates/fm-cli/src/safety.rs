@@ -222,37 +222,51 @@ pub fn set_force(force: bool) {
     FORCE.store(force, Ordering::Relaxed);
 }
 
+/// A file of a command, resolved: its flag, the path given, its canonical path and identity.
+struct Resolved<'a> {
+    flag: &'a str,
+    path: &'a Path,
+    canon: Option<PathBuf>,
+    id: Option<(u64, u64)>,
+}
+
 /// Checks a command's outputs against its inputs, each other and the files they would replace
 /// (see the module docs); `inputs` are `(flag, path)` of the files the command reads. Inputs that
 /// do not exist are left for their reader to report. `--force` lifts only the "not ours" rule.
 pub fn check_outputs(inputs: &[(&str, Option<&Path>)], outputs: &[Output<'_>]) -> Result<()> {
     let force = FORCE.load(Ordering::Relaxed);
-    let inputs: Vec<(&str, &Path, Option<PathBuf>, Option<(u64, u64)>)> = inputs
+    let inputs: Vec<Resolved<'_>> = inputs
         .iter()
         .filter_map(|&(flag, p)| p.map(|p| (flag, p)))
-        .map(|(flag, p)| (flag, p, std::fs::canonicalize(p).ok(), file_id(p)))
+        .map(|(flag, path)| Resolved {
+            flag,
+            path,
+            canon: std::fs::canonicalize(path).ok(),
+            id: file_id(path),
+        })
         .collect();
-    let mut seen: Vec<(&str, &Path, PathBuf, Option<(u64, u64)>)> = Vec::new();
+    let mut seen: Vec<Resolved<'_>> = Vec::new();
     for o in outputs {
         let canon = resolve_output(o.flag, o.path)?;
         let id = file_id(&canon);
-        let same = |c: &Option<PathBuf>, i: &Option<(u64, u64)>| {
-            c.as_ref() == Some(&canon) || (id.is_some() && *i == id)
-        };
-        if let Some((flag, p, ..)) = inputs.iter().find(|(_, _, c, i)| same(c, i)) {
+        let same =
+            |r: &&Resolved<'_>| r.canon.as_ref() == Some(&canon) || (id.is_some() && r.id == id);
+        if let Some(r) = inputs.iter().find(same) {
             return Err(input(format!(
-                "{} {}: is the same file as the input {flag} {}: writing it would destroy the input; choose another output path",
+                "{} {}: is the same file as the input {} {}: writing it would destroy the input; choose another output path",
                 o.flag,
                 o.path.display(),
-                p.display()
+                r.flag,
+                r.path.display()
             )));
         }
-        if let Some((flag, p, ..)) = seen.iter().find(|(_, _, c, i)| same(&Some(c.clone()), i)) {
+        if let Some(r) = seen.iter().find(same) {
             return Err(input(format!(
-                "{} {}: is the same file as {flag} {}: one would overwrite the other; give them different paths",
+                "{} {}: is the same file as {} {}: one would overwrite the other; give them different paths",
                 o.flag,
                 o.path.display(),
-                p.display()
+                r.flag,
+                r.path.display()
             )));
         }
         if let Ok(m) = std::fs::metadata(&canon) {
@@ -280,7 +294,12 @@ pub fn check_outputs(inputs: &[(&str, Option<&Path>)], outputs: &[Output<'_>]) -
                 )));
             }
         }
-        seen.push((o.flag, o.path, canon, id));
+        seen.push(Resolved {
+            flag: o.flag,
+            path: o.path,
+            canon: Some(canon),
+            id,
+        });
     }
     Ok(())
 }

@@ -11,8 +11,9 @@ use std::path::Path;
 /// and bytes (see [`checksum`]). Files without it (written before checksums) still decode.
 pub const CHECKSUM_KEY: &str = "fm_checksum";
 
-/// The largest model or checkpoint file [`read_file`] reads: 4 GiB. The widest network the CLI
-/// builds holds far fewer parameters; a larger "model" is a wrong path (a disk image, a device).
+/// The largest model or checkpoint file that `ModelFile::load` and `Checkpoint::load` read:
+/// 4 GiB. The widest network the CLI builds holds far fewer parameters; a larger "model" is a
+/// wrong path (a disk image, a device).
 pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
 /// The values of a [`Tensor`]: little-endian f32 (weights) or f64 (exact state such as Adam's moments).
