@@ -353,7 +353,18 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
         .prefix(".fm-data-")
         .suffix(".tmp")
         .tempfile_in(&dir)
-        .map_err(io_err)?;
+        .map_err(|source| {
+            // A missing directory is a wrong path (caught before any work by the CLI), not a
+            // failed write.
+            if source.kind() == std::io::ErrorKind::NotFound {
+                DataError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            } else {
+                io_err(source)
+            }
+        })?;
     write_body(tmp.as_file_mut(), format, x, path)?;
     #[cfg(unix)]
     {

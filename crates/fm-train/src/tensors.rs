@@ -109,8 +109,44 @@ pub fn encode(
     metadata.remove(CHECKSUM_KEY);
     let sum = checksum(&metadata, tensors);
     metadata.insert(CHECKSUM_KEY.to_string(), format!("crc32:{sum:08x}"));
-    safetensors::serialize(views, Some(metadata))
-        .map_err(|e| TrainError::param("tensors", "", format!("cannot encode tensors: {e}")))
+    let bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| TrainError::param("tensors", "", format!("cannot encode tensors: {e}")))?;
+    sorted_header(bytes)
+}
+
+/// The file with its JSON header rewritten in key order: safetensors writes the metadata map
+/// in the `HashMap`'s (random) order, and a file must be a function of its content (runs are
+/// compared bit for bit). The data section is unchanged; the header is padded with spaces to a
+/// multiple of 8 bytes, as safetensors pads it.
+fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>, TrainError> {
+    let bad = |e: String| TrainError::param("tensors", "", format!("cannot encode tensors: {e}"));
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+        .filter(|n| 8 + n <= bytes.len())
+        .ok_or_else(|| bad("the serialised header is malformed".into()))?;
+    let header: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| bad(e.to_string()))?;
+    let header: std::collections::BTreeMap<String, serde_json::Value> = header
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::Object(m) => {
+                let sorted: std::collections::BTreeMap<String, serde_json::Value> =
+                    m.into_iter().collect();
+                (k, serde_json::to_value(sorted).unwrap_or_default())
+            }
+            other => (k, other),
+        })
+        .collect();
+    let mut h = serde_json::to_vec(&header).map_err(|e| bad(e.to_string()))?;
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Decodes the bytes of a safetensors file read from `path` (named in errors).
@@ -316,6 +352,27 @@ mod tests {
         let err = encode(HashMap::new(), &[t(), t()]).unwrap_err();
         assert!(err.to_string().contains("layers.0.bias"), "{err}");
         assert!(encode(HashMap::new(), &[t()]).is_ok());
+    }
+
+    /// Two metadata entries (the config and the checksum) must not make the bytes depend on
+    /// the `HashMap`'s random iteration order.
+    #[test]
+    fn bytes_are_a_function_of_the_content() {
+        let t = vec![
+            Tensor::f32("b", vec![2], vec![1.0, 2.0]),
+            Tensor::f32("a", vec![1], vec![3.0]),
+        ];
+        let meta: HashMap<String, String> = (0..8)
+            .map(|i| (format!("key{i}"), format!("value{i}")))
+            .collect();
+        let first = encode(meta.clone(), &t).unwrap();
+        for _ in 0..20 {
+            let again: HashMap<String, String> = meta.clone().into_iter().collect();
+            assert_eq!(encode(again, &t).unwrap(), first);
+        }
+        let (m, back) = decode(Path::new("mem"), &first).unwrap();
+        assert_eq!(m, meta);
+        assert_eq!(back.len(), 2);
     }
 
     #[test]
