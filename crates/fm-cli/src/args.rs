@@ -14,6 +14,10 @@ pub struct Cli {
     /// Print the figures as one JSON object on the last line of stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Replace existing output files that fm does not recognise as its own (a model, checkpoint,
+    /// points file or plot it wrote). Outputs that are inputs, or devices, are refused even so.
+    #[arg(long, global = true)]
+    pub force: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

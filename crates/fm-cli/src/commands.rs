@@ -3,6 +3,7 @@
 use crate::args::{
     Cli, Command, DemoArgs, EvalArgs, LikelihoodArgs, PlotKind, SampleArgs, SolverArgs, TrainArgs,
 };
+use crate::safety::{self, Kind, check_outputs, out as output, spec_file};
 use crate::{check_out_dir, input, plot};
 use anyhow::{Context, Result, bail};
 use flow_matching::data::{Dataset, builtin_names, read_points, write_points};
@@ -26,6 +27,7 @@ const MMD_BANDWIDTHS: [f64; 5] = [0.1, 0.5, 1.0, 2.0, 5.0];
 /// Runs the command.
 pub fn run(cli: Cli) -> Result<Report> {
     let json = cli.json;
+    safety::set_force(cli.force);
     match cli.command {
         Command::Train(a) => train(*a, json),
         Command::Sample(a) => sample(a),
@@ -89,6 +91,8 @@ fn datasets_pair(source: &str, target: &str) -> Result<(Dataset, Dataset)> {
         let src = Dataset::parse(source, hint).with_context(|| format!("--source {source}"))?;
         (src, tgt)
     };
+    safety::check_dataset("--source", source, &src)?;
+    safety::check_dataset("--target", target, &tgt)?;
     Ok((src, tgt))
 }
 
@@ -189,6 +193,17 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
     if let Some(c) = &checkpoint {
         check_out_dir(c)?;
     }
+    let (src, tgt) = (spec_file(&a.source), spec_file(&a.target));
+    let mut outs = vec![output("--out", &a.out, Kind::Model)];
+    outs.extend(
+        checkpoint
+            .as_deref()
+            .map(|c| output("--checkpoint", c, Kind::Checkpoint)),
+    );
+    check_outputs(
+        &[("--source", src.as_deref()), ("--target", tgt.as_deref())],
+        &outs,
+    )?;
     let setup = train_setup(&a, checkpoint.clone())?;
     let out = run_training(&setup, a.quiet || json)?;
     out.model.save(&a.out)?;
@@ -369,6 +384,13 @@ fn sample(a: SampleArgs) -> Result<Report> {
     if let Some(t) = &a.trajectory {
         check_points_out(t, "trajectory")?;
     }
+    let mut outs = vec![output("--out", &a.out, Kind::Points)];
+    outs.extend(
+        a.trajectory
+            .as_deref()
+            .map(|t| output("--trajectory", t, Kind::Points)),
+    );
+    check_outputs(&[("--model", Some(&a.model))], &outs)?;
     let n = count("n", a.n, 100_000_000)?;
     let model = load_model(&a.model)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
@@ -410,6 +432,7 @@ fn subsample(x: Array2<f64>, n: usize, seed: u64) -> Array2<f64> {
 /// The target's points for comparison: `n` fresh draws from a built-in, or the file's points.
 fn target_points(spec: &str, n: usize, dim: Option<usize>, seed: u64) -> Result<Array2<f64>> {
     let ds = Dataset::parse(spec, dim).with_context(|| format!("--target {spec}"))?;
+    safety::check_dataset("--target", spec, &ds)?;
     Ok(match &ds {
         Dataset::Points(p) => subsample(p.data().clone(), n, seed),
         _ => {
@@ -442,6 +465,7 @@ fn eval(a: EvalArgs) -> Result<Report> {
     r.insert("command".into(), json!("eval"));
     if let Some(path) = &a.samples {
         let x = read_points(path)?;
+        safety::check_magnitude(&format!("--samples {}", path.display()), x.view())?;
         let x = subsample(x, n, a.seed);
         let target = target_points(&a.target, x.nrows(), Some(x.ncols()), a.seed)?;
         let f = compare(&x, &target)?;
@@ -496,6 +520,11 @@ fn eval(a: EvalArgs) -> Result<Report> {
 fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     if let Some(o) = &a.out {
         check_points_out(o, "out")?;
+        let data = spec_file(&a.data);
+        check_outputs(
+            &[("--model", Some(&a.model)), ("--data", data.as_deref())],
+            &[output("--out", o, Kind::Points)],
+        )?;
     }
     let model = load_model(&a.model)?;
     let dim = model.config.architecture.dim;
@@ -507,6 +536,7 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
         )));
     }
     let ds = Dataset::parse(&a.data, Some(dim)).with_context(|| format!("--data {}", a.data))?;
+    safety::check_dataset("--data", &a.data, &ds)?;
     let n = count("n", a.n, 10_000_000)?;
     let mut rng = flow_matching::core::rng::seeded(a.seed);
     let x = match &ds {
@@ -576,6 +606,13 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
             seed,
             out,
         } => {
+            let tf = target.as_deref().and_then(spec_file);
+            let ins = [
+                ("--samples", samples.as_deref()),
+                ("--model", model.as_deref()),
+                ("--target", tf.as_deref()),
+            ];
+            check_outputs(&ins, &[output("--out", &out, Kind::Png)])?;
             let n = count("n", n, 1_000_000)?;
             let (x, title) = match (&samples, &model) {
                 (Some(s), _) => (read_points(s)?, format!("samples: {}", s.display())),
@@ -615,6 +652,13 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
             seed,
             out,
         } => {
+            let tf = target.as_deref().and_then(spec_file);
+            let ins = [
+                ("--trajectory", trajectory.as_deref()),
+                ("--model", model.as_deref()),
+                ("--target", tf.as_deref()),
+            ];
+            check_outputs(&ins, &[output("--out", &out, Kind::Png)])?;
             let n = count("n", n, 100_000)?;
             let traj = match (&trajectory, &model) {
                 (Some(f), _) => rows_to_trajectory(&read_points(f)?)?,
@@ -641,6 +685,10 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
             println!("plot written to {}", out.display());
         }
         PlotKind::Loss { model, out } => {
+            check_outputs(
+                &[("--model", Some(&model))],
+                &[output("--out", &out, Kind::Png)],
+            )?;
             let m = load_model(&model)?;
             plot::loss_curve(
                 &out,
@@ -666,6 +714,16 @@ fn demo(a: DemoArgs, json: bool) -> Result<Report> {
     }
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("{}: cannot create the directory", a.out.display()))?;
+    let files = [
+        ("model.safetensors", Kind::Model),
+        ("samples.csv", Kind::Points),
+        ("samples.png", Kind::Png),
+        ("trajectories.png", Kind::Png),
+        ("loss.png", Kind::Png),
+    ]
+    .map(|(f, k)| (a.out.join(f), k));
+    let outs: Vec<_> = files.iter().map(|(p, k)| output("--out", p, *k)).collect();
+    check_outputs(&[], &outs)?;
     let total = Instant::now();
     println!(
         "fm demo: OT-CFM (σ = 0.1) from N(0, I) to moons, {steps} steps of batch 256, 3×64 SELU MLP, Adam lr 1e-3, EMA 0.99, seed {}",

@@ -2,12 +2,17 @@
 //!
 //! Exit codes: 0 on success, 2 on bad usage or bad input (arguments, data files, model files),
 //! 1 on any other failure (a diverging training run, a solver that gives up, a failed write).
+//! The rule for files: a problem found before any work starts (a missing directory, an output
+//! that is an input, a device, a file that is not ours without `--force`) is bad usage, 2; a
+//! write that fails once the work is done (no space left on device, an I/O error) is 1, from
+//! every command alike.
 //! With `--json` the last line of stdout is one JSON object with the figures the command printed.
 //! Errors go to stderr as `error: ...`, naming the thing at fault and the fix.
 
 mod args;
 mod commands;
 mod plot;
+mod safety;
 
 use clap::Parser;
 use std::path::Path;
@@ -65,6 +70,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         )
     };
     for cause in err.chain() {
+        if let Some(DataError::Write { .. }) = cause.downcast_ref::<DataError>() {
+            return 1;
+        }
         if cause.downcast_ref::<InputError>().is_some()
             || cause.downcast_ref::<DataError>().is_some()
         {

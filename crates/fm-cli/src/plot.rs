@@ -28,9 +28,11 @@ fn register_font() {
     });
 }
 
-/// Checks that the output ends in `.png` and its directory exists; returns the temporary path
-/// the picture is drawn to before it is renamed into place.
-fn temp_png(out: &Path) -> Result<PathBuf> {
+/// Checks that the output ends in `.png` and its directory exists; returns the temporary file
+/// (a random name created exclusively next to the file `out` replaces, removed when dropped)
+/// the picture is drawn to before it is renamed into place, and the file it replaces (`out`, or
+/// the target of a symlink `out`).
+fn temp_png(out: &Path) -> Result<(tempfile::NamedTempFile, PathBuf)> {
     if out
         .extension()
         .and_then(|e| e.to_str())
@@ -43,22 +45,37 @@ fn temp_png(out: &Path) -> Result<PathBuf> {
         )));
     }
     crate::check_out_dir(out)?;
-    let name = out
+    let target = crate::safety::write_target(out)?;
+    if let Ok(m) = std::fs::metadata(&target)
+        && !m.is_file()
+    {
+        bail!(crate::input(format!(
+            "{}: is not a regular file and is never replaced: choose another output path",
+            out.display()
+        )));
+    }
+    let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dir = out
+    let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    Ok(dir.join(format!(".{name}.{}.tmp.png", std::process::id())))
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp.png")
+        .tempfile_in(dir)
+        .with_context(|| format!("{}: cannot write the plot", out.display()))?;
+    Ok((tmp, target))
 }
 
-fn finish(tmp: &Path, out: &Path) -> Result<()> {
-    std::fs::rename(tmp, out).with_context(|| format!("{}: cannot write the plot", out.display()))
-}
-
-fn bounds<'a>(sets: impl Iterator<Item = ArrayView2<'a, f64>>) -> ((f64, f64), (f64, f64)) {
+/// The square window (with a 5 % margin) around the finite points of `sets`, computed without
+/// overflow. Points whose spread a plot cannot show (the window's width overflows f64, e.g.
+/// coordinates near ±1e308) are an input error: plotters' axis ticks would loop forever on an
+/// infinite range. The window is at least `1e-9` of its centre's magnitude wide, so ticks never
+/// fall below the resolution of f64.
+fn bounds<'a>(sets: impl Iterator<Item = ArrayView2<'a, f64>>) -> Result<((f64, f64), (f64, f64))> {
     let (mut x0, mut x1, mut y0, mut y1) = (
         f64::INFINITY,
         f64::NEG_INFINITY,
@@ -76,12 +93,28 @@ fn bounds<'a>(sets: impl Iterator<Item = ArrayView2<'a, f64>>) -> ((f64, f64), (
         }
     }
     if !x0.is_finite() {
-        return ((-1.0, 1.0), (-1.0, 1.0));
+        return Ok(((-1.0, 1.0), (-1.0, 1.0)));
     }
-    // A square window with a 5 % margin, so shapes are not distorted.
-    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-    let half = ((x1 - x0).max(y1 - y0) / 2.0).max(1e-6) * 1.05;
-    ((cx - half, cx + half), (cy - half, cy + half))
+    // A square window with a 5 % margin, so shapes are not distorted; halves first, so
+    // nothing overflows on the way.
+    let (cx, cy) = (x0 / 2.0 + x1 / 2.0, y0 / 2.0 + y1 / 2.0);
+    let scale = cx.abs().max(cy.abs());
+    let half = (x1 / 2.0 - x0 / 2.0)
+        .max(y1 / 2.0 - y0 / 2.0)
+        .max(1e-6)
+        .max(scale * 1e-9)
+        * 1.05;
+    let window = ((cx - half, cx + half), (cy - half, cy + half));
+    let (xr, yr) = window;
+    if ![xr.0, xr.1, yr.0, yr.1, xr.1 - xr.0, yr.1 - yr.0]
+        .iter()
+        .all(|v| v.is_finite())
+    {
+        bail!(crate::input(format!(
+            "cannot plot points spanning x from {x0:e} to {x1:e} and y from {y0:e} to {y1:e}: the axis range overflows f64; rescale the data or drop the outliers"
+        )));
+    }
+    Ok(window)
 }
 
 fn need_2d(what: &str, x: ArrayView2<f64>) -> Result<()> {
@@ -102,21 +135,28 @@ fn render(
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
 ) -> Result<()> {
     register_font();
-    let tmp = temp_png(out)?;
+    let (tmp, target) = temp_png(out)?;
     let result = (|| -> Result<()> {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        let root = BitMapBackend::new(tmp.path(), size).into_drawing_area();
         root.fill(&WHITE)?;
         draw(&root)?;
         root.present()?;
         Ok(())
     })();
-    match result {
-        Ok(()) => finish(&tmp, out),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e.context(format!("{}: cannot draw the plot", out.display())))
-        }
+    // On an error `tmp` is dropped, which removes the temporary file.
+    result.map_err(|e| e.context(format!("{}: cannot draw the plot", out.display())))?;
+    #[cfg(unix)]
+    {
+        // Temporary files are created private (0600); a plot is an ordinary file.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
     }
+    tmp.persist(&target)
+        .map_err(|e| anyhow::Error::new(e.error))
+        .with_context(|| format!("{}: cannot write the plot", out.display()))?;
+    Ok(())
 }
 
 /// A chart builder with the title and the margins every plot uses.
@@ -195,8 +235,9 @@ pub fn samples(
     if let Some(t) = target {
         need_2d("the target", t)?;
     }
+    let window = bounds(std::iter::once(samples).chain(target))?;
     render(out, (WIDTH, HEIGHT), |root| {
-        let mut chart = scatter_chart(root, title, bounds(std::iter::once(samples).chain(target)))?;
+        let mut chart = scatter_chart(root, title, window)?;
         if let Some(t) = target {
             let style = TARGET_COLOR.mix(0.5).filled();
             draw_points(&mut chart, t, style, "target".into(), TARGET_COLOR)?;
@@ -221,8 +262,8 @@ pub fn trajectories(
         ));
     };
     need_2d("the trajectory", first.1.view())?;
+    let xy = bounds(trajectory.iter().map(|(_, x)| x.view()).chain(target))?;
     render(out, (WIDTH, HEIGHT), |root| {
-        let xy = bounds(trajectory.iter().map(|(_, x)| x.view()).chain(target));
         let mut chart = scatter_chart(root, title, xy)?;
         if let Some(t) = target {
             let style = TARGET_COLOR.mix(0.3).filled();
@@ -244,22 +285,29 @@ pub fn trajectories(
     })
 }
 
-/// The loss curve `(step, loss)` on a logarithmic loss axis.
+/// Losses the loss curve shows: `[1e-150, 1e150]`. Outside it, plotters' logarithmic axis
+/// overflows (a range whose end-to-start ratio is infinite makes its tick loop run forever), so
+/// such values (only a diverged or crafted history has them) are left out of the picture.
+const PLOTTABLE_LOSS: (f64, f64) = (1e-150, 1e150);
+
+/// The loss curve `(step, loss)` on a logarithmic loss axis (losses outside
+/// [`PLOTTABLE_LOSS`] are left out).
 pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<()> {
     let pts: Vec<(f64, f64)> = history
         .iter()
-        .filter(|(_, l)| l.is_finite() && *l > 0.0)
+        .filter(|(_, l)| (PLOTTABLE_LOSS.0..=PLOTTABLE_LOSS.1).contains(l))
         .map(|&(s, l)| (s as f64, l))
         .collect();
     if pts.is_empty() {
         bail!(crate::input(
-            "the model holds no loss history to plot (train with --log-every N)"
+            "the model holds no loss history to plot (train with --log-every N; losses outside [1e-150, 1e150] are not plotted)"
         ));
     }
     render(out, (WIDTH, HEIGHT * 3 / 4), |root| {
         let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max);
         let ymin = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
         let ymax = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+        // Within [0.9e-150, 1.1e150], so the ratio ymax / ymin (at most 1.4e300) stays finite.
         let (ymin, ymax) = (ymin * 0.9, (ymax * 1.1).max(ymin * 1.01));
         let line = || LineSeries::new(pts.iter().copied(), SAMPLE_COLOR.stroke_width(2));
         if ymax / ymin > 20.0 {

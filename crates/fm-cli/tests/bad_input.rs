@@ -183,8 +183,18 @@ impl Safetensors {
         out
     }
 
+    /// Removes the checksum, as in a file written before checksums: the edits below then reach
+    /// the checks they are meant for instead of the checksum (tested in `reliability.rs`).
+    fn drop_checksum(&mut self) {
+        self.header["__metadata__"]
+            .as_object_mut()
+            .unwrap()
+            .remove("fm_checksum");
+    }
+
     /// Edits the model config stored as a JSON string under `__metadata__.fm_config`.
     fn edit_config(&mut self, f: impl FnOnce(&mut serde_json::Value)) {
+        self.drop_checksum();
         let meta = &mut self.header["__metadata__"]["fm_config"];
         let mut cfg: serde_json::Value = serde_json::from_str(meta.as_str().unwrap()).unwrap();
         f(&mut cfg);
@@ -193,6 +203,7 @@ impl Safetensors {
 
     /// Multiplies every f32 weight by `factor` (little-endian bytes rewritten in place).
     fn scale_f32(&mut self, factor: f32) {
+        self.drop_checksum();
         let mut scaled = 0;
         for (name, t) in self.header.as_object().unwrap() {
             if name == "__metadata__" {

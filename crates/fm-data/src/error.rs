@@ -84,8 +84,28 @@ pub enum DataError {
         /// The underlying error; its `kind()` tells missing files from permission problems.
         source: std::io::Error,
     },
-    /// The path names a directory or another non-regular file.
-    #[error("{} is not a regular file", path.display())]
+    /// Writing an output file failed (no space left, permission denied, an I/O error): a
+    /// failure of the write, not of the input, which the `fm` CLI reports with exit code 1.
+    #[error("cannot write {}: {}", path.display(), write_reason(source))]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The underlying error; `ErrorKind::StorageFull` reads "no space left on device".
+        source: std::io::Error,
+    },
+    /// An input file larger than [`MAX_FILE_BYTES`](crate::MAX_FILE_BYTES).
+    #[error("{} is {size} bytes, more than the limit of {limit} bytes for a data file: is it the right file?", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The path names a directory or another non-regular file (device, FIFO, socket): it is
+    /// neither read (a FIFO would block) nor replaced.
+    #[error("{} is not a regular file (a directory, device, FIFO or socket): give a regular file", path.display())]
     NotAFile {
         /// The path.
         path: PathBuf,
@@ -180,4 +200,18 @@ pub enum DataError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// A write error in words: "no space left on device" for ENOSPC, "permission denied", or the
+/// system's message.
+fn write_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => {
+            "no space left on device (free some space or choose another output path)".into()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (choose a writable output path)".into()
+        }
+        _ => e.to_string(),
+    }
 }

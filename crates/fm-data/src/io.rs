@@ -3,8 +3,11 @@
 use crate::DataError;
 use ndarray::{Array2, ArrayView2};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+/// The largest data file [`read_points`] reads: 4 GiB (half a billion `f64` values as `.npy`).
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
 /// The file formats [`read_points`] and [`write_points`] understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +43,9 @@ impl Format {
 ///   Every row must have as many cells as the first; every cell must be a finite number.
 /// * `.npy`: a 2-D `float64` or `float32` array (converted to `f64`), either byte order.
 ///
-/// Every error names the file; CSV errors also give the 1-based line and column.
+/// Every error names the file; CSV errors also give the 1-based line and column. The path must
+/// name a regular file of at most [`MAX_FILE_BYTES`], checked before the file is opened (a FIFO
+/// would block, a device such as `/dev/zero` would never end) and again on the opened file.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -56,13 +61,37 @@ pub fn read_points(path: impl AsRef<Path>) -> Result<Array2<f64>, DataError> {
         path: path.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    if !meta.is_file() {
-        return Err(DataError::NotAFile {
+    // Check before opening: opening a FIFO blocks, and a device such as /dev/zero never ends.
+    let check = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(DataError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(DataError::TooLarge {
+                path: path.to_path_buf(),
+                size: meta.len(),
+                limit: MAX_FILE_BYTES,
+            });
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path).map_err(io_err)?)?;
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    check(&meta)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(DataError::TooLarge {
             path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit: MAX_FILE_BYTES,
         });
     }
-    let bytes = std::fs::read(path).map_err(io_err)?;
     match format {
         Format::Csv => parse_csv(path, &bytes),
         Format::Npy => parse_npy(path, &bytes),
@@ -271,7 +300,11 @@ fn npy_error(path: &Path, e: ReadNpyError) -> DataError {
 
 /// Writes `x` (shape `(n, d)`, finite, non-empty) to a `.csv` or `.npy` file, atomically: the
 /// data goes to a temporary file in the same directory, which is then renamed over `path`, so
-/// readers never see a half-written file.
+/// readers never see a half-written file. The temporary file has a random name created
+/// exclusively and is removed if the write fails. A symlink `path` is followed (its target is
+/// replaced, the link stays); an existing non-regular file (directory, device, FIFO, socket) is
+/// never replaced ([`DataError::NotAFile`]). A failed write is a [`DataError::Write`] that says
+/// why in words ("no space left on device").
 ///
 /// CSV files get a header `x0,x1,...` and every value in the shortest form that reads back
 /// exactly; `.npy` files hold little-endian `float64` in C order.
@@ -288,11 +321,31 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
     let format = Format::from_path(path)?;
     fm_core::shape::check_nonempty("points", x)?;
     fm_core::shape::check_finite("points", x)?;
-    let io_err = |source| DataError::Io {
+    let io_err = |source| DataError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let dir: PathBuf = match path.parent() {
+    // A symlink is followed: its target is replaced, the link stays.
+    let target: PathBuf = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(path).map_err(|_| DataError::Write {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "it is a symlink whose target does not exist",
+                ),
+            })?
+        }
+        _ => path.to_path_buf(),
+    };
+    if let Ok(m) = std::fs::metadata(&target)
+        && !m.is_file()
+    {
+        return Err(DataError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let dir: PathBuf = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
@@ -300,32 +353,19 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
         .prefix(".fm-data-")
         .suffix(".tmp")
         .tempfile_in(&dir)
-        .map_err(io_err)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        match format {
-            Format::Csv => {
-                let header: Vec<String> = (0..x.ncols()).map(|j| format!("x{j}")).collect();
-                writeln!(w, "{}", header.join(",")).map_err(io_err)?;
-                for row in x.rows() {
-                    let cells: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
-                    writeln!(w, "{}", cells.join(",")).map_err(io_err)?;
+        .map_err(|source| {
+            // A missing directory is a wrong path (caught before any work by the CLI), not a
+            // failed write.
+            if source.kind() == std::io::ErrorKind::NotFound {
+                DataError::Io {
+                    path: path.to_path_buf(),
+                    source,
                 }
+            } else {
+                io_err(source)
             }
-            Format::Npy => {
-                x.as_standard_layout()
-                    .write_npy(&mut w)
-                    .map_err(|e| match e {
-                        ndarray_npy::WriteNpyError::Io(source) => io_err(source),
-                        other => DataError::NpyFormat {
-                            path: path.to_path_buf(),
-                            reason: other.to_string(),
-                        },
-                    })?;
-            }
-        }
-        w.flush().map_err(io_err)?;
-    }
+        })?;
+    write_body(tmp.as_file_mut(), format, x, path)?;
     #[cfg(unix)]
     {
         // Temporary files are created private (0600); a data file is an ordinary file.
@@ -335,6 +375,69 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
             .map_err(io_err)?;
     }
     tmp.as_file().sync_all().map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
+    tmp.persist(&target).map_err(|e| io_err(e.error))?;
     Ok(())
+}
+
+/// Writes the encoded points into `out` (buffered, flushed); errors are [`DataError::Write`]s
+/// naming `path`.
+fn write_body(
+    out: &mut impl Write,
+    format: Format,
+    x: ArrayView2<f64>,
+    path: &Path,
+) -> Result<(), DataError> {
+    let io_err = |source| DataError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut w = std::io::BufWriter::new(out);
+    match format {
+        Format::Csv => {
+            let header: Vec<String> = (0..x.ncols()).map(|j| format!("x{j}")).collect();
+            writeln!(w, "{}", header.join(",")).map_err(io_err)?;
+            for row in x.rows() {
+                let cells: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
+                writeln!(w, "{}", cells.join(",")).map_err(io_err)?;
+            }
+        }
+        Format::Npy => {
+            x.as_standard_layout()
+                .write_npy(&mut w)
+                .map_err(|e| match e {
+                    ndarray_npy::WriteNpyError::Io(source) => io_err(source),
+                    other => DataError::NpyFormat {
+                        path: path.to_path_buf(),
+                        reason: other.to_string(),
+                    },
+                })?;
+        }
+    }
+    w.flush().map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real ENOSPC from the kernel (`/dev/full`) reads "no space left on device", for both
+    /// formats, and is a write error, not "cannot access".
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn enospc_reads_no_space_left_on_device() {
+        let x = ndarray::Array2::<f64>::ones((2000, 3));
+        for (format, name) in [(Format::Csv, "s.csv"), (Format::Npy, "s.npy")] {
+            let mut full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap();
+            let err = write_body(&mut full, format, x.view(), Path::new(name)).unwrap_err();
+            assert!(matches!(err, DataError::Write { .. }), "{err:?}");
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(&format!("cannot write {name}: no space left on device")),
+                "{msg}"
+            );
+        }
+    }
 }

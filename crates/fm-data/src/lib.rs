@@ -36,5 +36,5 @@ mod toy;
 
 pub use dataset::{Dataset, Points};
 pub use error::DataError;
-pub use io::{Format, read_points, write_points};
+pub use io::{Format, MAX_FILE_BYTES, read_points, write_points};
 pub use toy::{Affine, MoonsStyle, Toy, builtin_names};

@@ -135,6 +135,8 @@ impl TrainError {
                         | fm_ode::OdeError::MissingErrorEstimate { .. }
                 );
             }
+            // A failed write is a failure of the write, not of the input.
+            TrainError::Data(fm_data::DataError::Write { .. }) => return false,
             TrainError::Path(fm_paths::PathError::InvalidParameter { .. })
             | TrainError::Coupling(fm_couplings::CouplingError::InvalidParameter { .. })
             | TrainError::Autograd(fm_autograd::AutogradError::InvalidParameter { .. }) => {
