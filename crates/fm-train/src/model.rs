@@ -20,6 +20,7 @@ pub const EMA_PREFIX: &str = "ema.";
 
 /// The network's architecture, as stored in a model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ArchConfig {
     /// Data dimension `d` (input and output width).
     pub dim: usize,
@@ -84,6 +85,7 @@ pub struct ModelConfig {
     /// [`MODEL_FORMAT_VERSION`] of the writer.
     pub format_version: u32,
     /// Version of the `fm-train` crate that wrote the file.
+    #[serde(default)]
     pub crate_version: String,
     /// The network.
     pub architecture: ArchConfig,
@@ -92,16 +94,22 @@ pub struct ModelConfig {
     /// The matcher (path + coupling) it was trained with.
     pub matcher: MatcherSpec,
     /// The training settings.
+    #[serde(default)]
     pub training: TrainParams,
     /// The source dataset's name (spec).
+    #[serde(default)]
     pub source: String,
     /// The target dataset's name (spec).
+    #[serde(default)]
     pub target: String,
     /// Optimizer steps taken.
+    #[serde(default)]
     pub steps_done: usize,
     /// `(step, loss)` every `training.log_every` steps: the loss curve.
+    #[serde(default)]
     pub loss_history: Vec<(usize, f64)>,
     /// Whether the file holds EMA weights (used for sampling when present).
+    #[serde(default)]
     pub has_ema: bool,
 }
 
