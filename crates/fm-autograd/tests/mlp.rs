@@ -69,9 +69,14 @@ proptest! {
     /// finite differences (f64), for zero to two hidden layers, narrow and wider than one line.
     #[test]
     fn derivatives_match_finite_differences(d in 1usize..4, h in prop_oneof![2usize..6, 17usize..20],
-                                            depth in 0usize..3, act in 0usize..7,
+                                            depth in 0usize..3, smooth in 0usize..Activation::ALL.len() - 1,
                                             fourier in 0usize..2, seed in any::<u64>()) {
-        prop_assume!(Activation::ALL[act] != Activation::Relu); // kinks break the stencil
+        // Every activation but ReLU (its kink breaks the stencil), drawn directly: rejecting
+        // ReLU with prop_assume! exceeded proptest's 1024 global rejects at 10,000 cases.
+        let smooth_acts: Vec<usize> = (0..Activation::ALL.len())
+            .filter(|&i| Activation::ALL[i] != Activation::Relu)
+            .collect();
+        let act = smooth_acts[smooth];
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut mlp = MlpOf::<f64>::new(&config(d, vec![h; depth], act, fourier), &mut rng).unwrap();
         let (t, x, y) = batch(5, d, &mut rng);

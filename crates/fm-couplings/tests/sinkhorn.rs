@@ -1,10 +1,11 @@
 //! Sinkhorn: marginals, the closed-form 2×2 plan, the ε → 0 limit and tiny-ε stability.
 use fm_couplings::{
-    SinkhornParams, assignment, sinkhorn, sinkhorn_uniform, sq_euclidean_cost,
+    SinkhornParams, SinkhornPlan, assignment, sinkhorn, sinkhorn_uniform, sq_euclidean_cost,
     sq_euclidean_cost_normalized,
 };
-use ndarray::{Array1, Axis, array};
+use ndarray::{Array1, Array2, Axis, array};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 fn points(n: usize, shift: f64, seed: u64) -> (ndarray::Array2<f64>, ndarray::Array2<f64>) {
     let mut rng = fm_core::rng::seeded(seed);
@@ -14,39 +15,111 @@ fn points(n: usize, shift: f64, seed: u64) -> (ndarray::Array2<f64>, ndarray::Ar
     (x_0, x_1)
 }
 
+/// The test input of the marginal tests: a normalised squared-Euclidean cost between `n` and
+/// `m` standard normal points in 3-D (drawn with `seed`) and non-uniform marginals of equal mass.
+fn marginal_case(n: usize, m: usize, seed: u64) -> (Array2<f64>, Array1<f64>, Array1<f64>) {
+    let mut rng = fm_core::rng::seeded(seed);
+    let normal = fm_core::StandardNormal::new(3).unwrap();
+    let cost = sq_euclidean_cost_normalized(
+        normal.sample(n, &mut rng).view(),
+        normal.sample(m, &mut rng).view(),
+    )
+    .unwrap();
+    let a = Array1::from_shape_fn(n, |i| 1.0 + (i % 3) as f64);
+    let b = Array1::from_shape_fn(m, |j| 1.0 + (j % 2) as f64);
+    let (sa, sb) = (a.sum(), b.sum());
+    (cost, a / sa, b / sb)
+}
+
+/// What `sinkhorn` promises for every input, converged or not: a finite non-negative plan whose
+/// rows sum to `a` (the last update is a row update), whose measured L1 column error is the
+/// reported `error`, and `converged` exactly when that error is within `tol` (so a converged
+/// plan meets both marginals). Returns the measured column error.
+fn check_report(
+    out: &SinkhornPlan,
+    a: &Array1<f64>,
+    b: &Array1<f64>,
+    tol: f64,
+) -> Result<f64, TestCaseError> {
+    prop_assert!(out.plan.iter().all(|p| p.is_finite() && *p >= 0.0));
+    let rows = out.plan.sum_axis(Axis(1));
+    let cols = out.plan.sum_axis(Axis(0));
+    let row_err: f64 = (&rows - a).mapv(f64::abs).sum();
+    let col_err: f64 = (&cols - b).mapv(f64::abs).sum();
+    prop_assert!(row_err <= 1e-12, "rows {row_err}");
+    prop_assert!(
+        (col_err - out.error).abs() <= 1e-12,
+        "reported {} measured {col_err}",
+        out.error
+    );
+    prop_assert_eq!(out.converged, out.error <= tol, "error {}", out.error);
+    if out.converged {
+        prop_assert!(col_err <= tol + 1e-12, "cols {col_err}");
+    }
+    Ok(col_err)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
+    /// The report is truthful for every input, including ε = 0.01 on a cost in [0, 1], where
+    /// plain Sinkhorn's linear rate can be too slow to reach 1e-10 in 20,000 iterations (see
+    /// `slow_case_is_reported_truthfully`).
     #[test]
-    fn marginals_within_tolerance(
+    fn marginals_within_tolerance_when_converged(
         n in 2usize..40,
         m in 2usize..40,
         eps in prop_oneof![Just(0.01), Just(0.1), Just(1.0)],
         seed in any::<u64>(),
     ) {
-        let mut rng = fm_core::rng::seeded(seed);
-        let normal = fm_core::StandardNormal::new(3).unwrap();
-        let cost = sq_euclidean_cost_normalized(
-            normal.sample(n, &mut rng).view(),
-            normal.sample(m, &mut rng).view(),
-        ).unwrap();
-        // Non-uniform marginals of equal mass.
-        let a = Array1::from_shape_fn(n, |i| 1.0 + (i % 3) as f64);
-        let a = &a / a.sum();
-        let b = Array1::from_shape_fn(m, |j| 1.0 + (j % 2) as f64);
-        let b = &b / b.sum();
-        let params = SinkhornParams { epsilon: eps, max_iter: 20_000, tol: 1e-10 , ..Default::default()};
+        let (cost, a, b) = marginal_case(n, m, seed);
+        let params = SinkhornParams { epsilon: eps, max_iter: 20_000, tol: 1e-10, ..Default::default() };
+        let out = sinkhorn(cost.view(), a.view(), b.view(), &params).unwrap();
+        check_report(&out, &a, &b, params.tol)?;
+    }
+
+    /// The well-conditioned range where convergence is claimed: ε ≥ 0.1 relative to a cost in
+    /// [0, 1], n, m < 40, tol 1e-10 within 20,000 iterations (checked over 20,000 fixed seeds and
+    /// with PROPTEST_CASES=10000; at ε = 0.01 about one input in five of size 7 × 9 does not).
+    #[test]
+    fn converges_when_well_conditioned(
+        n in 2usize..40,
+        m in 2usize..40,
+        eps in prop_oneof![Just(0.1), Just(0.3), Just(1.0)],
+        seed in any::<u64>(),
+    ) {
+        let (cost, a, b) = marginal_case(n, m, seed);
+        let params = SinkhornParams { epsilon: eps, max_iter: 20_000, tol: 1e-10, ..Default::default() };
         let out = sinkhorn(cost.view(), a.view(), b.view(), &params).unwrap();
         prop_assert!(out.converged, "error {} after {} iterations", out.error, out.iterations);
-        prop_assert!(out.plan.iter().all(|p| p.is_finite() && *p >= 0.0));
-        let rows = out.plan.sum_axis(Axis(1));
-        let cols = out.plan.sum_axis(Axis(0));
-        let row_err: f64 = (&rows - &a).mapv(f64::abs).sum();
-        let col_err: f64 = (&cols - &b).mapv(f64::abs).sum();
-        prop_assert!(row_err <= 1e-12, "rows {row_err}");
-        prop_assert!(col_err <= 1e-10 + 1e-12, "cols {col_err}");
-        prop_assert!((col_err - out.error).abs() <= 1e-12, "reported {} measured {col_err}", out.error);
+        check_report(&out, &a, &b, params.tol)?;
     }
+}
+
+/// The input class that made `marginals_within_tolerance` fail in CI (issue 18: n = 7, m = 9,
+/// ε = 0.01): with this seed 20,000 iterations end at an L1 error of about 2.6e-7, not 1e-10.
+/// The old test demanded convergence; what the solver guarantees (and this pins) is a truthful
+/// report: `converged = false`, the true error, exact rows, a usable plan.
+#[test]
+fn slow_case_is_reported_truthfully() {
+    let (cost, a, b) = marginal_case(7, 9, 5);
+    let params = SinkhornParams {
+        epsilon: 0.01,
+        max_iter: 20_000,
+        tol: 1e-10,
+        ..Default::default()
+    };
+    let out = sinkhorn(cost.view(), a.view(), b.view(), &params).unwrap();
+    let col_err = check_report(&out, &a, &b, params.tol).unwrap();
+    assert!(!out.converged && col_err > params.tol, "error {col_err}");
+    // The error still shrinks with more iterations: not stuck, only slow.
+    let longer = SinkhornParams {
+        max_iter: 200_000,
+        ..params
+    };
+    let more = sinkhorn(cost.view(), a.view(), b.view(), &longer).unwrap();
+    let more_err = check_report(&more, &a, &b, longer.tol).unwrap();
+    assert!(more_err < col_err / 10.0, "{more_err} vs {col_err}");
 }
 
 #[test]
