@@ -108,11 +108,7 @@ impl Task for GaussianLinear {
         let sd = NOISE_VAR.sqrt();
         theta.mapv(|t| t + sd * rng.sample::<f64, _>(StandardNormal))
     }
-    fn log_likelihood_unchecked(
-        &self,
-        theta: ArrayView2<f64>,
-        x: ArrayView1<f64>,
-    ) -> Array1<f64> {
+    fn log_likelihood_unchecked(&self, theta: ArrayView2<f64>, x: ArrayView1<f64>) -> Array1<f64> {
         theta
             .rows()
             .into_iter()

@@ -75,12 +75,12 @@ impl Task for GaussianMixture {
         }
         x
     }
-    fn log_likelihood_unchecked(
-        &self,
-        theta: ArrayView2<f64>,
-        x: ArrayView1<f64>,
-    ) -> Array1<f64> {
-        theta.rows().into_iter().map(|t| log_mixture(x, t)).collect()
+    fn log_likelihood_unchecked(&self, theta: ArrayView2<f64>, x: ArrayView1<f64>) -> Array1<f64> {
+        theta
+            .rows()
+            .into_iter()
+            .map(|t| log_mixture(x, t))
+            .collect()
     }
     fn reference_posterior_unchecked(
         &self,
@@ -110,7 +110,9 @@ mod tests {
         let sq: f64 = 0.2 * 0.2 + 0.1 * 0.1;
         let two_pi = 2.0 * std::f64::consts::PI;
         let p = 0.5 * (-0.5 * sq).exp() / two_pi + 0.5 * (-0.5 * sq / 0.01).exp() / (two_pi * 0.01);
-        let ll = GaussianMixture.log_likelihood(theta.view(), x.view()).unwrap()[0];
+        let ll = GaussianMixture
+            .log_likelihood(theta.view(), x.view())
+            .unwrap()[0];
         assert!((ll - p.ln()).abs() < 1e-12, "{ll} vs {}", p.ln());
     }
 }

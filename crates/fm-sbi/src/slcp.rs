@@ -391,11 +391,7 @@ impl Task for Slcp {
         }
         x
     }
-    fn log_likelihood_unchecked(
-        &self,
-        theta: ArrayView2<f64>,
-        x: ArrayView1<f64>,
-    ) -> Array1<f64> {
+    fn log_likelihood_unchecked(&self, theta: ArrayView2<f64>, x: ArrayView1<f64>) -> Array1<f64> {
         theta
             .rows()
             .into_iter()

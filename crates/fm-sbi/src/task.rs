@@ -74,8 +74,7 @@ pub trait Task: Send + Sync + std::fmt::Debug {
     /// One simulation per row of `theta`, shape `(n, x_dim)`; checked by [`Task::simulate`].
     fn simulate_unchecked(&self, theta: ArrayView2<f64>, rng: &mut dyn RngCore) -> Array2<f64>;
     /// `log p(x | θ)` for each row of `theta`; checked by [`Task::log_likelihood`].
-    fn log_likelihood_unchecked(&self, theta: ArrayView2<f64>, x: ArrayView1<f64>)
-    -> Array1<f64>;
+    fn log_likelihood_unchecked(&self, theta: ArrayView2<f64>, x: ArrayView1<f64>) -> Array1<f64>;
     /// `n` draws of the reference posterior `p(θ | x)`; checked by [`Task::reference_posterior_at`].
     fn reference_posterior_unchecked(
         &self,
