@@ -8,6 +8,7 @@
 mod args;
 mod commands;
 mod plot;
+mod simulate;
 
 use clap::Parser;
 use std::path::Path;
