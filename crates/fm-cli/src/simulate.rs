@@ -30,7 +30,12 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "NAME")]
     pub task: String,
     /// Number of pairs (or of posterior samples with --reference).
-    #[arg(long, default_value_t = 10_000, value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub n: i64,
     /// Random seed.
     #[arg(long, default_value_t = 0, value_name = "S")]
@@ -62,11 +67,21 @@ pub struct C2stArgs {
     #[arg(long, value_name = "FILE")]
     pub b: PathBuf,
     /// Cross-validation folds.
-    #[arg(long, default_value_t = 5, value_name = "K", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 5,
+        value_name = "K",
+        allow_negative_numbers = true
+    )]
     pub folds: i64,
     /// The most training epochs per fold (sbibm: 10000; training stops earlier when the loss
     /// stalls).
-    #[arg(long, default_value_t = 10_000, value_name = "E", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        value_name = "E",
+        allow_negative_numbers = true
+    )]
     pub max_epochs: i64,
     /// Seed of the folds, initial weights and minibatch order.
     #[arg(long, default_value_t = 1, value_name = "S")]
@@ -83,9 +98,7 @@ pub fn run(cmd: SbiCommand) -> Result<Report> {
 
 fn positive(flag: &str, v: i64, max: i64) -> Result<usize> {
     if v < 1 || v > max {
-        bail!(input(format!(
-            "--{flag} {v}: must be between 1 and {max}"
-        )));
+        bail!(input(format!("--{flag} {v}: must be between 1 and {max}")));
     }
     Ok(v as usize)
 }
@@ -205,4 +218,3 @@ fn c2st_cmd(a: C2stArgs) -> Result<Report> {
     report.insert("seconds".into(), json!(secs));
     Ok(report)
 }
-
