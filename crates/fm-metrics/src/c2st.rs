@@ -142,10 +142,11 @@ impl C2st {
 /// ```
 /// use fm_metrics::{C2stOptions, c2st};
 /// use ndarray::Array2;
-/// use rand_distr::{Distribution, StandardNormal};
+/// use rand::Rng;
+/// use rand_distr::StandardNormal;
 /// let mut rng = fm_core::rng::seeded(0);
 /// let mut draw = |shift: f64| {
-///     Array2::from_shape_simple_fn((300, 2), || shift + StandardNormal.sample(&mut rng))
+///     Array2::from_shape_simple_fn((300, 2), || shift + rng.sample::<f64, _>(StandardNormal))
 /// };
 /// let (a, b, far) = (draw(0.0), draw(0.0), draw(6.0));
 /// let opts = C2stOptions { max_epochs: 50, ..Default::default() };
