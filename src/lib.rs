@@ -17,6 +17,7 @@
 //! | [`data`] | `fm-data` | toy data sets and data files |
 //! | [`metrics`] | `fm-metrics` | W2, MMD, likelihood, path energy |
 //! | [`train`] | `fm-train` | matchers, trainer, model files |
+//! | [`sbi`] | `fm-sbi` | simulation-based inference tasks and reference posteriors |
 
 pub use fm_autograd as autograd;
 pub use fm_core as core;
@@ -26,6 +27,7 @@ pub use fm_metrics as metrics;
 pub use fm_ode as ode;
 pub use fm_paths as paths;
 pub use fm_train as train;
+pub use fm_sbi as sbi;
 
 /// The names most programs need.
 pub mod prelude {
@@ -70,6 +72,9 @@ pub enum Error {
     /// From `fm-train`.
     #[error(transparent)]
     Train(#[from] fm_train::TrainError),
+    /// From `fm-sbi`.
+    #[error(transparent)]
+    Sbi(#[from] fm_sbi::SbiError),
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// List the built-in datasets with their parameters.
     Datasets,
+    /// Simulation-based inference: `fm simulate` and `fm c2st`.
+    #[command(flatten)]
+    Sbi(crate::simulate::SbiCommand),
 }
 
 /// `fm train`.

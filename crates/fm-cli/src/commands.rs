@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Plot(a) => plot_cmd(a.kind),
         Command::Demo(a) => demo(a, json),
         Command::Datasets => datasets(),
+        Command::Sbi(c) => crate::simulate::run(c),
     }
 }
 

@@ -13,6 +13,7 @@ mod args;
 mod commands;
 mod plot;
 mod safety;
+mod simulate;
 
 use clap::Parser;
 use std::path::Path;

@@ -8,6 +8,8 @@
 //! * [`log_likelihood`]: `log p_1(x)` of data under a flow by the instantaneous change of
 //!   variables, integrated backwards with any `fm-ode` solver; exact divergence or
 //!   Hutchinson's estimator ([`Divergence`]).
+//! * [`c2st`]: the classifier two-sample test of sbibm (cross-validated accuracy of an MLP
+//!   classifier trained with `fm-autograd`; 0.5 means indistinguishable).
 //! * [`path_energy`] and [`normalized_path_energy`]: `E ∫ ‖v‖² dt` along trajectories and the
 //!   \[SF\]²M normalised path energy `|PE − W2²| / W2²`.
 //!
@@ -35,6 +37,7 @@
 //! # Ok::<(), fm_metrics::MetricsError>(())
 //! ```
 
+mod c2st;
 mod energy;
 mod error;
 #[cfg(feature = "linalg")]
@@ -45,6 +48,7 @@ mod likelihood;
 mod mmd;
 mod ot;
 
+pub use c2st::{C2st, C2stOptions, c2st};
 pub use energy::{normalized_path_energy, path_energy};
 pub use error::MetricsError;
 #[cfg(feature = "linalg")]
