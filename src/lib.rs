@@ -26,8 +26,8 @@ pub use fm_data as data;
 pub use fm_metrics as metrics;
 pub use fm_ode as ode;
 pub use fm_paths as paths;
-pub use fm_train as train;
 pub use fm_sbi as sbi;
+pub use fm_train as train;
 
 /// The names most programs need.
 pub mod prelude {

@@ -2,6 +2,7 @@
 //! two-sample test of `fm-metrics`).
 
 use crate::commands::Report;
+use crate::safety::{self, Kind};
 use crate::{check_out_dir, input};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -141,6 +142,7 @@ fn simulate(a: SimulateArgs) -> Result<Report> {
             bail!(input("--reference needs --out FILE (.csv or .npy)"));
         };
         check_out_dir(&out)?;
+        safety::check_outputs(&[], &[safety::out("--out", &out, Kind::Points)])?;
         let i = usize::try_from(i).unwrap_or(0);
         let samples = t.reference_posterior(i, n, &mut rng).map_err(sbi_err)?;
         write(&out, &samples, "the reference posterior samples")?;
@@ -165,6 +167,13 @@ fn simulate(a: SimulateArgs) -> Result<Report> {
         };
         check_out_dir(&ot)?;
         check_out_dir(&ox)?;
+        safety::check_outputs(
+            &[],
+            &[
+                safety::out("--out-theta", &ot, Kind::Points),
+                safety::out("--out-x", &ox, Kind::Points),
+            ],
+        )?;
         let (theta, x) = t.simulate_pairs(n, &mut rng).map_err(sbi_err)?;
         write(&ot, &theta, "θ")?;
         write(&ox, &x, "x")?;
