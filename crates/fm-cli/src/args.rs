@@ -63,7 +63,8 @@ pub struct TrainArgs {
     /// Scheduler of the affine matcher: condot, cosine, polynomial:N, vp, linear-vp.
     #[arg(long, value_name = "NAME")]
     pub scheduler: Option<String>,
-    /// Coupling: independent, exact, sinkhorn (default: exact for otcfm/sbcfm, independent otherwise).
+    /// Coupling: independent, exact, sinkhorn, exact-with-replacement (TorchCFM's pairing: pairs
+    /// drawn from the exact plan with replacement). Default: exact for otcfm/sbcfm, independent otherwise.
     #[arg(long, value_name = "NAME")]
     pub coupling: Option<String>,
     /// Objective: flow (flow matching) or score (denoising score matching; affine matcher, gaussian source).
@@ -209,6 +210,9 @@ pub struct SampleArgs {
     /// Sample with the raw weights even if the model holds EMA weights.
     #[arg(long)]
     pub no_ema: bool,
+    /// Worker threads, default: the available cores (results are bit-identical for any number).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub threads: Option<i64>,
 }
 
 /// `fm eval`.
@@ -242,6 +246,12 @@ pub struct EvalArgs {
     /// Solver settings (with --model).
     #[command(flatten)]
     pub solver: SolverArgs,
+    /// Use the raw weights even if the model holds EMA weights.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Worker threads, default: the available cores (results are bit-identical for any number).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub threads: Option<i64>,
 }
 
 /// `fm likelihood`.
@@ -253,7 +263,8 @@ pub struct LikelihoodArgs {
     /// Data: a built-in name or a .csv/.npy file.
     #[arg(long, value_name = "SPEC")]
     pub data: String,
-    /// Points drawn from a built-in dataset (files are used whole).
+    /// Points: drawn from a built-in dataset, or a seeded subsample of a file's rows (a file with
+    /// at most N rows is used whole).
     #[arg(
         long,
         default_value_t = 1000,
@@ -285,6 +296,12 @@ pub struct LikelihoodArgs {
     /// Write the per-point log-likelihoods (.csv or .npy).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Use the raw weights even if the model holds EMA weights.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Worker threads, default: the available cores (results are bit-identical for any number).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub threads: Option<i64>,
 }
 
 /// `fm plot`.

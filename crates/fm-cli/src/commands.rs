@@ -30,9 +30,9 @@ pub fn run(cli: Cli) -> Result<Report> {
     safety::set_force(cli.force);
     match cli.command {
         Command::Train(a) => train(*a, json),
-        Command::Sample(a) => sample(a),
-        Command::Eval(a) => eval(a),
-        Command::Likelihood(a) => likelihood(a),
+        Command::Sample(a) => in_pool(a.threads, || sample(a)),
+        Command::Eval(a) => in_pool(a.threads, || eval(a)),
+        Command::Likelihood(a) => in_pool(a.threads, || likelihood(a)),
         Command::Plot(a) => plot_cmd(a.kind),
         Command::Demo(a) => demo(a, json),
         Command::Datasets => datasets(),
@@ -56,6 +56,17 @@ fn threads(v: Option<i64>) -> Result<usize> {
         Some(v) => count("threads", v, 1024),
         None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(8))),
     }
+}
+
+/// Runs `f` on a pool of `--threads` workers (the field evaluations of sampling, evaluation
+/// and likelihoods run on it; the results do not depend on the number).
+fn in_pool<T: Send>(threads_flag: Option<i64>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let n = threads(threads_flag)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .with_context(|| format!("--threads {n}: cannot start the threads"))?;
+    pool.install(f)
 }
 
 fn parse_hidden(s: &str) -> Result<Vec<usize>> {
@@ -421,11 +432,21 @@ fn sample(a: SampleArgs) -> Result<Report> {
     Ok(r)
 }
 
-fn subsample(x: Array2<f64>, n: usize, seed: u64) -> Array2<f64> {
+/// Streams of the subsample RNG: the evaluated samples, the reference (target) points and
+/// likelihood data are drawn independently, so two files of equal length do not get the same
+/// row indices.
+const SAMPLES_STREAM: u64 = 0;
+const TARGET_STREAM: u64 = 1;
+const LIKELIHOOD_STREAM: u64 = 2;
+
+/// `n` rows of `x` without replacement (all of them if it has at most `n`), seeded, from RNG
+/// stream `stream`.
+fn subsample(x: Array2<f64>, n: usize, seed: u64, stream: u64) -> Array2<f64> {
     if x.nrows() <= n {
         return x;
     }
     let mut rng = flow_matching::core::rng::seeded(seed ^ 0x5eed);
+    rng.set_stream(stream);
     let idx = rand::seq::index::sample(&mut rng, x.nrows(), n).into_vec();
     x.select(Axis(0), &idx)
 }
@@ -435,7 +456,7 @@ fn target_points(spec: &str, n: usize, dim: Option<usize>, seed: u64) -> Result<
     let ds = Dataset::parse(spec, dim).with_context(|| format!("--target {spec}"))?;
     safety::check_dataset("--target", spec, &ds)?;
     Ok(match &ds {
-        Dataset::Points(p) => subsample(p.data().clone(), n, seed),
+        Dataset::Points(p) => subsample(p.data().clone(), n, seed, TARGET_STREAM),
         _ => {
             let mut rng = flow_matching::core::rng::seeded(seed.wrapping_add(1_000_003));
             ds.sample(n, &mut rng)?
@@ -467,7 +488,7 @@ fn eval(a: EvalArgs) -> Result<Report> {
     if let Some(path) = &a.samples {
         let x = read_points(path)?;
         safety::check_magnitude(&format!("--samples {}", path.display()), x.view())?;
-        let x = subsample(x, n, a.seed);
+        let x = subsample(x, n, a.seed, SAMPLES_STREAM);
         let target = target_points(&a.target, x.nrows(), Some(x.ncols()), a.seed)?;
         let f = compare(&x, &target)?;
         println!(
@@ -484,14 +505,14 @@ fn eval(a: EvalArgs) -> Result<Report> {
     };
     let model = load_model(model_path)?;
     let dim = model.config.architecture.dim;
-    let opts = sample_options(&a.solver, n, a.seed, 0, true)?;
+    let opts = sample_options(&a.solver, n, a.seed, 0, !a.no_ema)?;
     let start = Instant::now();
     let (x_0, sol) = flow_matching::train::sample(&model, &opts)
         .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
     let secs = start.elapsed().as_secs_f64();
     let target = target_points(&a.target, n, Some(dim), a.seed)?;
     let f = compare(&sol.x, &target)?;
-    let field = model.field(true)?;
+    let field = model.field(!a.no_ema)?;
     let pe = metrics::path_energy(field.as_ref(), x_0.view(), 100)?;
     let m = x_0.nrows().min(target.nrows());
     let w2_sq_01 = metrics::w2_sq(
@@ -540,10 +561,14 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     safety::check_dataset("--data", &a.data, &ds)?;
     let n = count("n", a.n, 10_000_000)?;
     let mut rng = flow_matching::core::rng::seeded(a.seed);
-    let x = match &ds {
-        Dataset::Points(p) => p.data().clone(),
-        _ => ds.sample(n, &mut rng)?,
+    let (x, rows_in_file) = match &ds {
+        Dataset::Points(p) => (
+            subsample(p.data().clone(), n, a.seed, LIKELIHOOD_STREAM),
+            Some(p.data().nrows()),
+        ),
+        _ => (ds.sample(n, &mut rng)?, None),
     };
+    let subsampled = rows_in_file.is_some_and(|r| r > x.nrows());
     let divergence = match a.hutchinson {
         Some(k) => metrics::Divergence::Hutchinson {
             probes: count("hutchinson", k, 10_000)?,
@@ -566,7 +591,7 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
         atol: a.atol.unwrap_or(1e-5),
         divergence,
     };
-    let field = model.field(true)?;
+    let field = model.field(!a.no_ema)?;
     let start = Instant::now();
     let ll = metrics::log_likelihood(field.as_ref(), x.view(), &opts, &mut rng)
         .map_err(|e| integration_failure(e, &a.solver, None))?;
@@ -580,6 +605,13 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
         ll.stats.nfe,
         secs
     );
+    if let (true, Some(r)) = (subsampled, rows_in_file) {
+        println!(
+            "(a seeded subsample of {} of the {r} rows of {}; raise --n to use more)",
+            x.nrows(),
+            a.data
+        );
+    }
     if let Some(o) = &a.out {
         let col = ll.log_p.clone().insert_axis(Axis(1));
         write_points(o, col.view())?;
@@ -590,6 +622,9 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     r.insert("mean_log_likelihood".into(), json!(mean));
     r.insert("bits_per_dim".into(), json!(ll.bits_per_dim()));
     r.insert("n".into(), json!(x.nrows()));
+    r.insert("subsampled".into(), json!(subsampled));
+    r.insert("rows_in_file".into(), json!(rows_in_file));
+    r.insert("ema".into(), json!(!a.no_ema && model.config.has_ema));
     r.insert("nfe".into(), json!(ll.stats.nfe));
     r.insert("seconds".into(), json!(secs));
     Ok(r)

@@ -209,6 +209,35 @@ impl OdeSolver for ExplicitRk {
         self.k.index_axis_mut(Axis(0), 0).assign(&dxdt);
         self.k0_valid = true;
     }
+
+    fn has_dense_output(&self) -> bool {
+        self.tableau.dense().is_some()
+    }
+
+    /// `x + h Σ_i b_i(θ) k_i` with the tableau's dense-output polynomials and this step's stages.
+    fn dense_output(
+        &self,
+        theta: f64,
+        h: f64,
+        x: ArrayView2<'_, f64>,
+        mut out: ArrayViewMut2<'_, f64>,
+    ) -> bool {
+        let Some(poly) = self.tableau.dense() else {
+            return false;
+        };
+        if x.dim() != out.dim() || self.k.dim().1 != x.nrows() || self.k.dim().2 != x.ncols() {
+            return false;
+        }
+        out.assign(&x);
+        for (i, p) in poly.iter().enumerate() {
+            // b_i(θ) = Σ_m p_m θ^(m+1), by Horner.
+            let b = p.iter().rev().fold(0.0, |acc, &c| acc * theta + c) * theta;
+            if b != 0.0 {
+                out.scaled_add(h * b, &self.k.index_axis(Axis(0), i));
+            }
+        }
+        true
+    }
 }
 
 macro_rules! rk_solver {
@@ -251,6 +280,18 @@ macro_rules! rk_solver {
             }
             fn seed_derivative(&mut self, t: f64, x: ArrayView2<'_, f64>, dxdt: ArrayView2<'_, f64>) {
                 self.0.seed_derivative(t, x, dxdt)
+            }
+            fn has_dense_output(&self) -> bool {
+                self.0.has_dense_output()
+            }
+            fn dense_output(
+                &self,
+                theta: f64,
+                h: f64,
+                x: ArrayView2<'_, f64>,
+                out: ArrayViewMut2<'_, f64>,
+            ) -> bool {
+                self.0.dense_output(theta, h, x, out)
             }
         }
     };

@@ -145,10 +145,13 @@ type Observer<'a> = Box<dyn FnMut(&StepInfo<'_>) + 'a>;
 ///   solver without either setting uses [`Tolerances::default`]). Step-size control as in
 ///   [`StepControl`], error norm as in [`crate::error_norm`].
 /// * **Recording**: `.record_at(times)`: times inside the span (the ends included) where the
-///   state is stored in [`Solution::trajectory`]. The integrator *hits these times exactly*
-///   (no interpolation): a step is shortened to end on the next record time, so recording is
-///   as accurate as the end point. With fixed steps, a record time that is not on the uniform
-///   grid splits the step containing it in two (one more accepted step).
+///   state is stored in [`Solution::trajectory`]. A solver with a continuous extension
+///   ([`OdeSolver::has_dense_output`], e.g. [`Dopri5`](crate::Dopri5)) records by *dense
+///   output*: the steps are exactly those of a run without recording (so the end point is
+///   bit-identical) and each record time inside a step is interpolated (Dormand–Prince: order
+///   4). Other solvers *hit the record times exactly*: a step is shortened to end on the next
+///   record time; with fixed steps, a record time that is not on the uniform grid splits the
+///   step containing it in two (one more accepted step).
 /// * **Guards**: `.max_steps(n)` bounds accepted plus rejected steps (default 100 000);
 ///   a non-finite state stops the run with [`OdeError::NonFiniteState`] naming `t`; an
 ///   adaptive step size below `100 ε · max(|t|, |t1 − t0|)` stops it with
@@ -281,6 +284,7 @@ impl<'a> Integrator<'a> {
     ) -> Result<Solution, OdeError> {
         let plan = self.check(field, x_0)?;
         self.solver.reset();
+        let dense = self.solver.has_dense_output();
         let mut run = Run {
             solver: &mut *self.solver,
             field,
@@ -295,6 +299,7 @@ impl<'a> Integrator<'a> {
             record: plan.record,
             next_record: 0,
             span: self.t1 - self.t0,
+            dense,
         };
         run.record_if_due(self.t0);
         match plan.mode {
@@ -428,6 +433,8 @@ struct Run<'r, 'a> {
     record: Vec<f64>,
     next_record: usize,
     span: f64,
+    /// Record by the solver's dense output instead of cutting steps at the record times.
+    dense: bool,
 }
 
 impl Run<'_, '_> {
@@ -446,9 +453,41 @@ impl Run<'_, '_> {
         }
     }
 
-    /// The next record time strictly after `t` in the direction of integration, if any.
+    /// The next record time strictly after `t` in the direction of integration, if any, when
+    /// steps must stop there (solvers without dense output).
     fn next_stop(&self) -> Option<f64> {
+        if self.dense {
+            return None;
+        }
         self.record.get(self.next_record).copied()
+    }
+
+    /// Records, by the solver's dense output, every record time strictly inside the step just
+    /// taken from `self.t` by `h` to `t_new` (times at `t_new` itself are recorded exactly,
+    /// after the commit).
+    fn record_dense(&mut self, t_new: f64, h: f64) {
+        if !self.dense {
+            return;
+        }
+        let dir = h.signum();
+        let eps = 1e-12 * self.span.abs();
+        while let Some(&r) = self.record.get(self.next_record) {
+            if (t_new - r) * dir <= eps {
+                break;
+            }
+            let theta = ((r - self.t) / h).clamp(0.0, 1.0);
+            let mut out = Array2::zeros(self.x.raw_dim());
+            if !self
+                .solver
+                .dense_output(theta, h, self.x.view(), out.view_mut())
+            {
+                // Cannot happen for a solver that says it has dense output; fall back to the
+                // nearer end of the step rather than record nothing.
+                out.assign(if theta < 0.5 { &self.x } else { &self.x_new });
+            }
+            self.trajectory.push((r, out));
+            self.next_record += 1;
+        }
     }
 
     fn guard_steps(&self) -> Result<(), OdeError> {
@@ -487,6 +526,7 @@ impl Run<'_, '_> {
                 value,
             });
         }
+        self.record_dense(t_new, h);
         std::mem::swap(&mut self.x, &mut self.x_new);
         self.t = t_new;
         self.stats.accepted += 1;

@@ -247,6 +247,27 @@ pub trait OdeSolver: Send {
     /// The integrator evaluated `dx/dt = v(t, x)` at the start (for the initial step size);
     /// a solver may keep it to save one evaluation.
     fn seed_derivative(&mut self, _t: f64, _x: ArrayView2<'_, f64>, _dxdt: ArrayView2<'_, f64>) {}
+
+    /// Whether the solver has a continuous extension ([`OdeSolver::dense_output`]). The
+    /// integrator then records trajectories by interpolation instead of cutting steps at the
+    /// record times, so the steps (and the end point) do not depend on what is recorded.
+    fn has_dense_output(&self) -> bool {
+        false
+    }
+
+    /// The continuous extension of the step just taken from `x` by `h`: writes the state at
+    /// `t + θ h` (`0 ≤ θ ≤ 1`) into `out` and returns `true`, or returns `false` when the solver
+    /// has none. The integrator calls it after a successful [`OdeSolver::step`] and before
+    /// [`OdeSolver::accept`].
+    fn dense_output(
+        &self,
+        _theta: f64,
+        _h: f64,
+        _x: ArrayView2<'_, f64>,
+        _out: ArrayViewMut2<'_, f64>,
+    ) -> bool {
+        false
+    }
 }
 
 impl<S: OdeSolver + ?Sized> OdeSolver for Box<S> {
@@ -278,6 +299,18 @@ impl<S: OdeSolver + ?Sized> OdeSolver for Box<S> {
     fn seed_derivative(&mut self, t: f64, x: ArrayView2<'_, f64>, dxdt: ArrayView2<'_, f64>) {
         (**self).seed_derivative(t, x, dxdt)
     }
+    fn has_dense_output(&self) -> bool {
+        (**self).has_dense_output()
+    }
+    fn dense_output(
+        &self,
+        theta: f64,
+        h: f64,
+        x: ArrayView2<'_, f64>,
+        out: ArrayViewMut2<'_, f64>,
+    ) -> bool {
+        (**self).dense_output(theta, h, x, out)
+    }
 }
 
 impl<S: OdeSolver + ?Sized> OdeSolver for &mut S {
@@ -308,6 +341,18 @@ impl<S: OdeSolver + ?Sized> OdeSolver for &mut S {
     }
     fn seed_derivative(&mut self, t: f64, x: ArrayView2<'_, f64>, dxdt: ArrayView2<'_, f64>) {
         (**self).seed_derivative(t, x, dxdt)
+    }
+    fn has_dense_output(&self) -> bool {
+        (**self).has_dense_output()
+    }
+    fn dense_output(
+        &self,
+        theta: f64,
+        h: f64,
+        x: ArrayView2<'_, f64>,
+        out: ArrayViewMut2<'_, f64>,
+    ) -> bool {
+        (**self).dense_output(theta, h, x, out)
     }
 }
 

@@ -47,6 +47,8 @@ pub struct ButcherTableau {
     a: Vec<f64>,
     b: Vec<f64>,
     embedded: Option<(Vec<f64>, u32)>,
+    /// Dense-output polynomials: row `i` holds `p_i1, p_i2, …` of `b_i(θ) = Σ_m p_im θ^m`.
+    dense: Option<Vec<Vec<f64>>>,
 }
 
 const CONSISTENCY_TOL: f64 = 1e-12;
@@ -124,6 +126,7 @@ impl ButcherTableau {
             a: dense,
             b,
             embedded: None,
+            dense: None,
         })
     }
 
@@ -156,6 +159,45 @@ impl ButcherTableau {
         }
         self.embedded = Some((b_hat, embedded_order));
         Ok(self)
+    }
+
+    /// Adds a continuous extension (dense output): `x(t + θh) ≈ x + h Σ_i b_i(θ) k_i` with
+    /// `b_i(θ) = Σ_{m≥1} p[i][m−1] θ^m`, one row of coefficients per stage. Checked: `s` rows of
+    /// finite coefficients with `b_i(1) = b_i` (to 1e-12), so the interpolant ends on the step's
+    /// solution (and starts on its initial state, as `b_i(0) = 0`).
+    pub fn with_dense_output(mut self, p: Vec<Vec<f64>>) -> Result<Self, OdeError> {
+        let bad = |reason: String| OdeError::InvalidTableau {
+            name: self.name.clone(),
+            reason,
+        };
+        if p.len() != self.b.len() {
+            return Err(bad(format!(
+                "the dense output has {} rows, expected one per stage ({})",
+                p.len(),
+                self.b.len()
+            )));
+        }
+        for (i, row) in p.iter().enumerate() {
+            if row.iter().any(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "dense-output row {i} has a non-finite coefficient"
+                )));
+            }
+            let at_one: f64 = row.iter().sum();
+            if (at_one - self.b[i]).abs() > CONSISTENCY_TOL {
+                return Err(bad(format!(
+                    "dense-output row {i} gives b_{i}(1) = {at_one}, not b_{i} = {}",
+                    self.b[i]
+                )));
+            }
+        }
+        self.dense = Some(p);
+        Ok(self)
+    }
+
+    /// The dense-output polynomials, if any (see [`ButcherTableau::with_dense_output`]).
+    pub fn dense(&self) -> Option<&[Vec<f64>]> {
+        self.dense.as_deref()
     }
 
     /// The method's name.
@@ -313,8 +355,38 @@ impl ButcherTableau {
             b,
         )
         .and_then(|t| t.with_embedded(b_hat, 4))
+        .and_then(|t| {
+            let p = dopri5_dense(t.b());
+            t.with_dense_output(p)
+        })
         .expect("valid tableau")
     }
+}
+
+/// The fourth-order continuous extension of Dormand–Prince 5(4) as polynomials `b_i(θ)`.
+///
+/// Hairer's DOPRI5 code (Hairer, Nørsett, Wanner, "Solving ODEs I", II.6) writes it as
+/// `x(t + θh) = x + θΔ + θ(1−θ)[B + θ(Δ − h k_7 − B + (1−θ) R)]` with `Δ = h Σ b_i k_i`,
+/// `B = h k_1 − Δ` and `R = h Σ d_i k_i`; collecting the powers of θ per stage gives
+/// `b_i(θ) = θ (b_i + H_i) + θ² (G_i − H_i + d_i) − θ³ (G_i + 2 d_i) + θ⁴ d_i` with
+/// `H_i = [i = 1] − b_i` and `G_i = b_i − [i = 7] − H_i`.
+fn dopri5_dense(b: &[f64]) -> Vec<Vec<f64>> {
+    let d = [
+        -12715105075.0 / 11282082432.0,
+        0.0,
+        87487479700.0 / 32700410799.0,
+        -10690763975.0 / 1880347072.0,
+        701980252875.0 / 199316789632.0,
+        -1453857185.0 / 822651844.0,
+        69997945.0 / 29380423.0,
+    ];
+    (0..7)
+        .map(|i| {
+            let h = f64::from(u8::from(i == 0)) - b[i];
+            let g = b[i] - f64::from(u8::from(i == 6)) - h;
+            vec![b[i] + h, g - h + d[i], -(g + 2.0 * d[i]), d[i]]
+        })
+        .collect()
 }
 
 #[cfg(test)]

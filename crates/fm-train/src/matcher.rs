@@ -136,6 +136,10 @@ impl Matcher {
         let coupling: Box<dyn Coupling> = match spec.coupling {
             CouplingKind::Independent => Box::new(IndependentCoupling::identity()),
             CouplingKind::Exact => Box::new(ExactOtCoupling::default()),
+            CouplingKind::ExactWithReplacement => Box::new(ExactOtCoupling {
+                with_replacement: true,
+                ..ExactOtCoupling::default()
+            }),
             CouplingKind::Sinkhorn => Box::new(SinkhornCoupling::schrodinger_bridge(s)?),
         };
         Ok(Self {

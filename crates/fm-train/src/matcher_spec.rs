@@ -60,6 +60,10 @@ pub enum CouplingKind {
     Exact,
     /// Entropic OT (Sinkhorn) with ε = 2σ², pairs drawn from the plan.
     Sinkhorn,
+    /// The exact OT plan with pairs drawn from it with replacement, as TorchCFM's
+    /// `OTPlanSampler(method="exact")` does (some source rows repeated, some dropped).
+    #[serde(rename = "exact-with-replacement")]
+    ExactWithReplacement,
 }
 
 impl CouplingKind {
@@ -69,6 +73,7 @@ impl CouplingKind {
             Self::Independent => "independent",
             Self::Exact => "exact",
             Self::Sinkhorn => "sinkhorn",
+            Self::ExactWithReplacement => "exact-with-replacement",
         }
     }
 }
@@ -170,11 +175,12 @@ impl MatcherSpec {
                 "independent" => CouplingKind::Independent,
                 "exact" | "ot" => CouplingKind::Exact,
                 "sinkhorn" => CouplingKind::Sinkhorn,
+                "exact-with-replacement" => CouplingKind::ExactWithReplacement,
                 _ => {
                     return Err(TrainError::UnknownName {
                         what: "coupling",
                         name: c.into(),
-                        expected: "independent, exact, sinkhorn".into(),
+                        expected: "independent, exact, sinkhorn, exact-with-replacement".into(),
                     });
                 }
             },
@@ -271,5 +277,11 @@ mod tests {
         assert!(MatcherSpec::parse("icfm", Some(f64::NAN), None, None).is_err());
         assert!(MatcherSpec::parse("icfm", None, None, Some("greedy")).is_err());
         assert!(MatcherSpec::parse("icfm", None, None, Some("sinkhorn")).is_err());
+        let r =
+            MatcherSpec::parse("otcfm", Some(0.1), None, Some("Exact-With-Replacement")).unwrap();
+        assert_eq!(r.coupling, CouplingKind::ExactWithReplacement);
+        assert_eq!(r.coupling.name(), "exact-with-replacement");
+        let e = MatcherSpec::parse("otcfm", None, None, Some("exact-replace")).unwrap_err();
+        assert!(e.to_string().contains("exact-with-replacement"), "{e}");
     }
 }
