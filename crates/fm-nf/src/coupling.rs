@@ -424,7 +424,12 @@ impl MaxLikelihood for CouplingFlow {
         &mut self.params
     }
 
-    fn nll_and_grad(&self, x: ArrayView2<f64>) -> Result<(f64, Vec<f64>)> {
+    /// The exact mean negative log-likelihood (`rng` is not used).
+    fn nll_and_grad(
+        &self,
+        x: ArrayView2<f64>,
+        _rng: &mut dyn rand::RngCore,
+    ) -> Result<(f64, Vec<f64>)> {
         self.check_x("training batch", x)?;
         let mut g = Graph::new();
         let p = self.layout.leaves(&mut g, &self.params);

@@ -3,6 +3,8 @@
 
 use crate::coupling::{CouplingConfig, CouplingFlow};
 use crate::error::{NfError, Result};
+use crate::params::ParamSpec;
+use crate::residual::{ResidualConfig, ResidualFlow};
 use crate::train::MaxLikelihood;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,9 @@ pub const NF_FORMAT_VERSION: u32 = 1;
 /// The `kind` of a coupling flow's model file.
 pub const COUPLING_KIND: &str = "coupling";
 
+/// The `kind` of a residual flow's model file.
+pub const RESIDUAL_KIND: &str = "residual";
+
 /// The JSON config of a coupling flow's file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CouplingFile {
@@ -27,6 +32,15 @@ struct CouplingFile {
     crate_version: String,
     flow: CouplingConfig,
     actnorm_ready: bool,
+}
+
+/// The JSON config of a residual flow's file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ResidualFile {
+    kind: String,
+    format_version: u32,
+    crate_version: String,
+    flow: ResidualConfig,
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> NfError {
@@ -121,6 +135,110 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Encodes `params` as the F64 tensors `specs` with the JSON `config`, written atomically.
+fn save_file(
+    path: &Path,
+    config: &impl Serialize,
+    specs: &[ParamSpec],
+    params: &[f64],
+) -> Result<()> {
+    let json = serde_json::to_string(config)
+        .map_err(|e| bad(path, format!("cannot encode the config: {e}")))?;
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = specs
+        .iter()
+        .map(|s| {
+            let bytes = params[s.offset..s.offset + s.len()]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            (s.name.clone(), vec![s.rows, s.cols], bytes)
+        })
+        .collect();
+    let mut views = Vec::with_capacity(raw.len());
+    for (name, shape, data) in &raw {
+        let view = TensorView::new(Dtype::F64, shape.clone(), data)
+            .map_err(|e| bad(path, format!("cannot encode tensor {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let bytes =
+        safetensors::serialize(views, Some(HashMap::from([(CONFIG_KEY.to_string(), json)])))
+            .map_err(|e| bad(path, format!("cannot encode the tensors: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a file's bytes and its config of kind `kind` (else [`NfError::WrongKind`]).
+fn open_kind<C: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &'static str,
+) -> Result<(Vec<u8>, C)> {
+    let bytes = read_bytes(path)?;
+    let value = read_config(path, &bytes)?;
+    let found = value.get("kind").and_then(|k| k.as_str());
+    if found != Some(kind) {
+        return Err(NfError::WrongKind {
+            path: path.display().to_string(),
+            expected: kind,
+            found: found
+                .unwrap_or("flow matching (no `kind` in the config)")
+                .to_string(),
+        });
+    }
+    let version = value
+        .get("format_version")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    if version > u64::from(NF_FORMAT_VERSION) {
+        return Err(bad(
+            path,
+            format!(
+                "format version {version} is newer than this build's {NF_FORMAT_VERSION}: update fm"
+            ),
+        ));
+    }
+    let config = serde_json::from_value(value)
+        .map_err(|e| bad(path, format!("the {kind} config is invalid: {e}")))?;
+    Ok((bytes, config))
+}
+
+/// Fills `params` from the F64 tensors `specs` of the file's `bytes` (all present, right shapes, no others).
+fn fill_params(path: &Path, bytes: &[u8], specs: &[ParamSpec], params: &mut [f64]) -> Result<()> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(path, format!("not a readable safetensors file ({e})")))?;
+    if st.len() != specs.len() {
+        return Err(bad(
+            path,
+            format!(
+                "{} tensors, but this architecture has {}",
+                st.len(),
+                specs.len()
+            ),
+        ));
+    }
+    for s in specs {
+        let t = st
+            .tensor(&s.name)
+            .map_err(|_| bad(path, format!("tensor {} is missing", s.name)))?;
+        if t.dtype() != Dtype::F64 || t.shape() != [s.rows, s.cols] {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {} is {:?} {:?}, expected F64 [{}, {}]",
+                    s.name,
+                    t.dtype(),
+                    t.shape(),
+                    s.rows,
+                    s.cols
+                ),
+            ));
+        }
+        let dst = &mut params[s.offset..s.offset + s.len()];
+        for (d, c) in dst.iter_mut().zip(t.data().chunks_exact(8)) {
+            *d = f64::from_le_bytes(c.try_into().expect("8 bytes"));
+        }
+    }
+    Ok(())
+}
+
 impl CouplingFlow {
     /// Saves the flow to one `.safetensors` file (atomically): each tensor of
     /// [`CouplingFlow::param_specs`] as F64 with shape `(rows, cols)` (weights `(in, out)`), and
@@ -133,95 +251,41 @@ impl CouplingFlow {
             flow: self.config().clone(),
             actnorm_ready: self.actnorm_ready(),
         };
-        let json = serde_json::to_string(&config)
-            .map_err(|e| bad(path, format!("cannot encode the config: {e}")))?;
-        let params = self.params();
-        let raw: Vec<(String, Vec<usize>, Vec<u8>)> = self
-            .param_specs()
-            .iter()
-            .map(|s| {
-                let bytes = params[s.offset..s.offset + s.len()]
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
-                (s.name.clone(), vec![s.rows, s.cols], bytes)
-            })
-            .collect();
-        let mut views = Vec::with_capacity(raw.len());
-        for (name, shape, data) in &raw {
-            let view = TensorView::new(Dtype::F64, shape.clone(), data)
-                .map_err(|e| bad(path, format!("cannot encode tensor {name}: {e}")))?;
-            views.push((name.clone(), view));
-        }
-        let bytes =
-            safetensors::serialize(views, Some(HashMap::from([(CONFIG_KEY.to_string(), json)])))
-                .map_err(|e| bad(path, format!("cannot encode the tensors: {e}")))?;
-        write_atomic(path, &bytes)
+        save_file(path, &config, self.param_specs(), self.params())
     }
 
     /// Loads a flow written by [`CouplingFlow::save`]; a file of another kind is
     /// [`NfError::WrongKind`], a missing or misshapen tensor [`NfError::BadFile`].
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = read_bytes(path)?;
-        let value = read_config(path, &bytes)?;
-        let kind = value.get("kind").and_then(|k| k.as_str());
-        if kind != Some(COUPLING_KIND) {
-            return Err(NfError::WrongKind {
-                path: path.display().to_string(),
-                expected: COUPLING_KIND,
-                found: kind
-                    .unwrap_or("flow matching (no `kind` in the config)")
-                    .to_string(),
-            });
-        }
-        let file: CouplingFile = serde_json::from_value(value)
-            .map_err(|e| bad(path, format!("the coupling config is invalid: {e}")))?;
-        if file.format_version > NF_FORMAT_VERSION {
-            return Err(bad(
-                path,
-                format!(
-                    "format version {} is newer than this build's {NF_FORMAT_VERSION}: update fm",
-                    file.format_version
-                ),
-            ));
-        }
+        let (bytes, file): (_, CouplingFile) = open_kind(path, COUPLING_KIND)?;
         let mut flow = CouplingFlow::zeroed(file.flow)?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(path, format!("not a readable safetensors file ({e})")))?;
-        if st.len() != flow.param_specs().len() {
-            return Err(bad(
-                path,
-                format!(
-                    "{} tensors, but this architecture has {}",
-                    st.len(),
-                    flow.param_specs().len()
-                ),
-            ));
-        }
         let specs = flow.param_specs().to_vec();
-        for s in &specs {
-            let t = st
-                .tensor(&s.name)
-                .map_err(|_| bad(path, format!("tensor {} is missing", s.name)))?;
-            if t.dtype() != Dtype::F64 || t.shape() != [s.rows, s.cols] {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor {} is {:?} {:?}, expected F64 [{}, {}]",
-                        s.name,
-                        t.dtype(),
-                        t.shape(),
-                        s.rows,
-                        s.cols
-                    ),
-                ));
-            }
-            let dst = &mut flow.params_mut()[s.offset..s.offset + s.len()];
-            for (d, c) in dst.iter_mut().zip(t.data().chunks_exact(8)) {
-                *d = f64::from_le_bytes(c.try_into().expect("8 bytes"));
-            }
-        }
+        fill_params(path, &bytes, &specs, flow.params_mut())?;
         flow.set_actnorm_ready(file.actnorm_ready);
+        Ok(flow)
+    }
+}
+
+impl ResidualFlow {
+    /// Saves the flow to one `.safetensors` file (atomically), as [`CouplingFlow::save`] does,
+    /// with `{"kind": "residual", …}`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let config = ResidualFile {
+            kind: RESIDUAL_KIND.into(),
+            format_version: NF_FORMAT_VERSION,
+            crate_version: env!("CARGO_PKG_VERSION").into(),
+            flow: self.config().clone(),
+        };
+        save_file(path, &config, self.param_specs(), self.params())
+    }
+
+    /// Loads a flow written by [`ResidualFlow::save`]; a file of another kind is
+    /// [`NfError::WrongKind`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let (bytes, file): (_, ResidualFile) = open_kind(path, RESIDUAL_KIND)?;
+        let mut flow = ResidualFlow::zeroed(file.flow)?;
+        let specs = flow.param_specs().to_vec();
+        fill_params(path, &bytes, &specs, flow.params_mut())?;
         Ok(flow)
     }
 }

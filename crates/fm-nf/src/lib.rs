@@ -6,6 +6,10 @@
 //!
 //! * [`CouplingFlow`] ([`CouplingConfig`]): the affine coupling flow (RealNVP, Dinh et al.,
 //!   2017) with bounded log-scales and optional ActNorm; exact inverse and log-determinant.
+//! * [`ResidualFlow`] ([`ResidualConfig`]): the residual flow (i-ResNet, Behrmann et al., 2019)
+//!   with spectrally normalised blocks, a fixed-point inverse with its error bound, the exact
+//!   log-determinant for evaluation and the series estimators ([`LogDetEstimator`]:
+//!   truncated, Russian roulette) for training.
 //! * [`MaxLikelihood`] and [`train`] ([`TrainConfig`]): Adam on the mean negative
 //!   log-likelihood of batches drawn from an `(n, d)` array with a seeded RNG.
 //! * Every model implements [`fm_core::LogDensity`], samples with `sample(n, rng)` and is one
@@ -36,10 +40,12 @@ mod coupling;
 mod error;
 mod file;
 mod params;
+mod residual;
 mod train;
 
 pub use coupling::{CouplingConfig, CouplingFlow, coupling_mask};
 pub use error::{NfError, Result};
-pub use file::{CONFIG_KEY, COUPLING_KIND, NF_FORMAT_VERSION, model_kind};
+pub use file::{CONFIG_KEY, COUPLING_KIND, NF_FORMAT_VERSION, RESIDUAL_KIND, model_kind};
 pub use params::ParamSpec;
+pub use residual::{LogDetEstimator, ResidualConfig, ResidualFlow};
 pub use train::{MaxLikelihood, TrainConfig, TrainReport, train};

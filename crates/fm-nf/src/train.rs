@@ -3,7 +3,7 @@
 use crate::error::{NfError, Result, invalid};
 use fm_autograd::{Adam, AdamConfig};
 use ndarray::{Array2, ArrayView2, Axis};
-use rand::Rng;
+use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
 /// A model trained by maximum likelihood: a flat `f64` parameter vector and the mean negative
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 /// impl MaxLikelihood for Shift {
 ///     fn params(&self) -> &[f64] { &self.0 }
 ///     fn params_mut(&mut self) -> &mut [f64] { &mut self.0 }
-///     fn nll_and_grad(&self, x: ArrayView2<f64>) -> Result<(f64, Vec<f64>)> {
+///     fn nll_and_grad(&self, x: ArrayView2<f64>, _rng: &mut dyn rand::RngCore) -> Result<(f64, Vec<f64>)> {
 ///         let m = self.0[0];
 ///         let n = x.nrows() as f64;
 ///         let nll = x.iter().map(|v| 0.5 * (v - m).powi(2)).sum::<f64>() / n
@@ -36,8 +36,10 @@ pub trait MaxLikelihood {
     fn params(&self) -> &[f64];
     /// The parameters, writable.
     fn params_mut(&mut self) -> &mut [f64];
-    /// `−(1/n) Σ log p(x_i)` over the rows of `x` and its gradient in the parameters.
-    fn nll_and_grad(&self, x: ArrayView2<f64>) -> Result<(f64, Vec<f64>)>;
+    /// `−(1/n) Σ log p(x_i)` over the rows of `x` (or an unbiased estimate of it, drawing
+    /// from `rng`, for models whose log-determinant is estimated) and its gradient in the
+    /// parameters.
+    fn nll_and_grad(&self, x: ArrayView2<f64>, rng: &mut dyn RngCore) -> Result<(f64, Vec<f64>)>;
     /// Called once with the first batch before training (e.g. ActNorm's data initialisation).
     fn prepare(&mut self, first_batch: ArrayView2<f64>) -> Result<()> {
         let _ = first_batch;
@@ -113,7 +115,7 @@ pub struct TrainReport {
 /// `f32` at the start and stay `f32`-representable; the model computes in `f64`.
 /// A non-finite loss or gradient stops training with [`NfError::NonFinite`] and leaves the
 /// parameters of the last good step.
-pub fn train<M: MaxLikelihood + ?Sized, R: Rng + ?Sized>(
+pub fn train<M: MaxLikelihood + ?Sized, R: Rng>(
     model: &mut M,
     data: ArrayView2<f64>,
     config: &TrainConfig,
@@ -140,7 +142,7 @@ pub fn train<M: MaxLikelihood + ?Sized, R: Rng + ?Sized>(
         if step > 1 {
             draw(rng, &mut batch);
         }
-        let (loss, grad) = model.nll_and_grad(batch.view())?;
+        let (loss, grad) = model.nll_and_grad(batch.view(), rng)?;
         if !loss.is_finite() {
             return Err(NfError::NonFinite {
                 what: "training loss",
