@@ -1,6 +1,7 @@
 //! The model file: one `.safetensors` file, parameters as F64 tensors, a JSON config naming the
 //! kind in its metadata under [`CONFIG_KEY`]; written atomically (temporary file + rename).
 
+use crate::cnf::{CnfConfig, CnfMle};
 use crate::coupling::{CouplingConfig, CouplingFlow};
 use crate::error::{NfError, Result};
 use crate::params::ParamSpec;
@@ -24,6 +25,9 @@ pub const COUPLING_KIND: &str = "coupling";
 /// The `kind` of a residual flow's model file.
 pub const RESIDUAL_KIND: &str = "residual";
 
+/// The `kind` of a maximum-likelihood CNF's model file.
+pub const CNF_KIND: &str = "cnf-mle";
+
 /// The JSON config of a coupling flow's file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct CouplingFile {
@@ -41,6 +45,15 @@ struct ResidualFile {
     format_version: u32,
     crate_version: String,
     flow: ResidualConfig,
+}
+
+/// The JSON config of a CNF's file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CnfFile {
+    kind: String,
+    format_version: u32,
+    crate_version: String,
+    flow: CnfConfig,
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> NfError {
@@ -287,5 +300,28 @@ impl ResidualFlow {
         let specs = flow.param_specs().to_vec();
         fill_params(path, &bytes, &specs, flow.params_mut())?;
         Ok(flow)
+    }
+}
+
+impl CnfMle {
+    /// Saves the model to one `.safetensors` file (atomically), as [`CouplingFlow::save`] does,
+    /// with `{"kind": "cnf-mle", …}`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let config = CnfFile {
+            kind: CNF_KIND.into(),
+            format_version: NF_FORMAT_VERSION,
+            crate_version: env!("CARGO_PKG_VERSION").into(),
+            flow: self.config().clone(),
+        };
+        save_file(path, &config, self.param_specs(), self.params())
+    }
+
+    /// Loads a model written by [`CnfMle::save`]; a file of another kind is [`NfError::WrongKind`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let (bytes, file): (_, CnfFile) = open_kind(path, CNF_KIND)?;
+        let mut cnf = CnfMle::zeroed(file.flow)?;
+        let specs = cnf.param_specs().to_vec();
+        fill_params(path, &bytes, &specs, cnf.params_mut())?;
+        Ok(cnf)
     }
 }

@@ -10,6 +10,9 @@
 //!   with spectrally normalised blocks, a fixed-point inverse with its error bound, the exact
 //!   log-determinant for evaluation and the series estimators ([`LogDetEstimator`]:
 //!   truncated, Russian roulette) for training.
+//! * [`CnfMle`] ([`CnfConfig`]): a continuous flow trained by maximum likelihood (FFJORD,
+//!   Grathwohl et al., 2019) through a fixed-step Runge–Kutta solve (`fm-ode`'s tableaus)
+//!   recorded on the tape, with the exact divergence.
 //! * [`MaxLikelihood`] and [`train`] ([`TrainConfig`]): Adam on the mean negative
 //!   log-likelihood of batches drawn from an `(n, d)` array with a seeded RNG.
 //! * Every model implements [`fm_core::LogDensity`], samples with `sample(n, rng)` and is one
@@ -36,6 +39,7 @@
 //! assert!(after > before + 1.0);
 //! ```
 
+mod cnf;
 mod coupling;
 mod error;
 mod file;
@@ -43,9 +47,10 @@ mod params;
 mod residual;
 mod train;
 
+pub use cnf::{CnfConfig, CnfMle};
 pub use coupling::{CouplingConfig, CouplingFlow, coupling_mask};
 pub use error::{NfError, Result};
-pub use file::{CONFIG_KEY, COUPLING_KIND, NF_FORMAT_VERSION, RESIDUAL_KIND, model_kind};
+pub use file::{CNF_KIND, CONFIG_KEY, COUPLING_KIND, NF_FORMAT_VERSION, RESIDUAL_KIND, model_kind};
 pub use params::ParamSpec;
 pub use residual::{LogDetEstimator, ResidualConfig, ResidualFlow};
 pub use train::{MaxLikelihood, TrainConfig, TrainReport, train};
