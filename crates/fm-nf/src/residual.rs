@@ -426,12 +426,33 @@ impl ResidualFlow {
                 format!("this flow has {} blocks", self.nets.len()),
             ));
         }
-        let g_of = |x: &Array2<f64>| -> Result<Array2<f64>> {
+        // The normalised weights once (one power iteration per weight), then plain products.
+        let layers: Vec<(Array2<f64>, Array2<f64>)> = {
             let mut g = Graph::new();
             let p = self.layout.leaves(&mut g, &self.params);
-            let xv = g.leaf(x.clone());
-            let tape = self.block_graph(&mut g, b, xv, &p)?;
-            Ok(g.value(tape.out).clone())
+            let yv = g.leaf(y.slice_axis(Axis(0), ndarray::Slice::from(0..1)).to_owned());
+            let tape = self.block_graph(&mut g, b, yv, &p)?;
+            tape.weights
+                .iter()
+                .zip(&self.nets[b].layers)
+                .map(|(&w, &(_, bi))| {
+                    (
+                        g.value(w).clone(),
+                        self.layout.view(&self.params, bi).to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let act = self.nets[b].activation;
+        let g_of = |x: &Array2<f64>| -> Result<Array2<f64>> {
+            let mut h = x.clone();
+            for (l, (w, bias)) in layers.iter().enumerate() {
+                h = h.dot(w) + bias;
+                if l + 1 < layers.len() {
+                    h.mapv_inplace(|z| act.eval(z).0);
+                }
+            }
+            Ok(h)
         };
         let y = y.to_owned();
         let g0 = g_of(&y)?;
