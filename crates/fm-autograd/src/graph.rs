@@ -25,6 +25,14 @@ enum Op<F> {
     Act(Var, Activation),
     Sin(Var),
     Cos(Var),
+    Exp(Var),
+    Log(Var),
+    Div(Var, Var),
+    MulConst(Var, Array2<F>),
+    SelectCols(Var, Vec<usize>),
+    RowSum(Var),
+    MulCol(Var, Var),
+    ActDeriv(Var, Activation),
 }
 
 /// An append-only tape of batched 2-D values: each operation computes its value at once
@@ -252,6 +260,118 @@ impl<F: Float> Graph<F> {
         Ok(self.push(v, Op::Cos(a)))
     }
 
+    /// Elementwise `e^a`.
+    pub fn exp(&mut self, a: Var) -> Result<Var> {
+        let v = self.try_value(a)?.mapv(F::exp);
+        Ok(self.push(v, Op::Exp(a)))
+    }
+
+    /// Elementwise natural logarithm; an error if an entry is not positive (no silent NaN).
+    pub fn log(&mut self, a: Var) -> Result<Var> {
+        let va = self.try_value(a)?;
+        if let Some((index, &x)) = va
+            .iter()
+            .enumerate()
+            .find(|(_, x)| (**x).partial_cmp(&F::zero()) != Some(std::cmp::Ordering::Greater))
+        {
+            return Err(AutogradError::NonFinite {
+                what: "log of a non-positive entry (log input)".into(),
+                index,
+                value: x.to_f64(),
+            });
+        }
+        let v = va.mapv(F::ln);
+        Ok(self.push(v, Op::Log(a)))
+    }
+
+    /// Elementwise `a / b` (same shapes); an error if an entry of `b` is zero.
+    pub fn div(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.same_shape(a, b)?;
+        let vb = &self.values[b.0];
+        if let Some(index) = vb.iter().position(|x| *x == F::zero()) {
+            return Err(AutogradError::NonFinite {
+                what: "division by a zero entry of the denominator".into(),
+                index,
+                value: 0.0,
+            });
+        }
+        let v = &self.values[a.0] / vb;
+        Ok(self.push(v, Op::Div(a, b)))
+    }
+
+    /// Elementwise `a ⊙ m` with a constant `m` of the same shape (e.g. a 0/1 mask); no gradient
+    /// flows to `m`.
+    pub fn mul_const(&mut self, a: Var, m: Array2<F>) -> Result<Var> {
+        let va = self.try_value(a)?;
+        if va.dim() != m.dim() {
+            return Err(shape_err("constant factor (mask)", dims(va), dims(&m)));
+        }
+        let v = va * &m;
+        Ok(self.push(v, Op::MulConst(a, m)))
+    }
+
+    /// The columns `cols` of `a`, in that order, shape `(n, cols.len())`. An index may repeat
+    /// (its gradients add up), so this also permutes and, with [`Graph::concat_cols`],
+    /// scatters columns back into place.
+    pub fn select_cols(&mut self, a: Var, cols: &[usize]) -> Result<Var> {
+        let va = self.try_value(a)?;
+        if let Some(&bad) = cols.iter().find(|&&c| c >= va.ncols()) {
+            return Err(shape_err("column index", format!("< {}", va.ncols()), bad));
+        }
+        let v = va.select(Axis(1), cols);
+        Ok(self.push(v, Op::SelectCols(a, cols.to_vec())))
+    }
+
+    /// The sum of each row, `(n, k) → (n, 1)`.
+    pub fn row_sum(&mut self, a: Var) -> Result<Var> {
+        let v = self.try_value(a)?.sum_axis(Axis(1)).insert_axis(Axis(1));
+        Ok(self.push(v, Op::RowSum(a)))
+    }
+
+    /// `a ⊙ c` with the column `c` of shape `(n, 1)` broadcast over the `k` columns of `a`.
+    pub fn mul_col(&mut self, a: Var, c: Var) -> Result<Var> {
+        let (va, vc) = (self.try_value(a)?, self.try_value(c)?);
+        if vc.dim() != (va.nrows(), 1) {
+            return Err(shape_err(
+                "column factor",
+                format!("({}, 1)", va.nrows()),
+                dims(vc),
+            ));
+        }
+        let v = va * vc;
+        Ok(self.push(v, Op::MulCol(a, c)))
+    }
+
+    /// The activation's derivative `f'(z)` elementwise, itself differentiable (its backward
+    /// uses `f''`), so a forward-mode tangent can be written with graph ops and differentiated
+    /// again.
+    ///
+    /// The pattern: for a layer `h = f(z)`, `z = x W + b`, a tangent `ẋ` moves as
+    /// `ż = ẋ W` and `ḣ = f'(z) ⊙ ż`; with `ẋ = e_j` for each `j`, the `j`-th column of the
+    /// output's tangent summed over `j` is the exact divergence `∂_j v_j`, a node like any
+    /// other (FFJORD's log-density term; residual flows' `vᵀ J v` Hutchinson terms likewise).
+    ///
+    /// ```
+    /// use fm_autograd::{Activation, Graph};
+    /// use ndarray::array;
+    /// // v(x) = tanh(x w) for scalar x: dv/dx = w tanh'(x w); its gradient in w by backward.
+    /// let mut g = Graph::<f64>::new();
+    /// let x = g.leaf(array![[0.3]]);
+    /// let w = g.leaf(array![[2.0]]);
+    /// let z = g.matmul(x, w).unwrap();
+    /// let fp = g.act_deriv(z, Activation::Tanh).unwrap();
+    /// let dv = g.mul(fp, w).unwrap(); // dv/dx
+    /// let grads = g.backward(dv).unwrap();
+    /// let (zz, t) = (0.6_f64, 0.6_f64.tanh());
+    /// // d/dw [w (1 − tanh²(x w))] = (1 − t²) − 2 w x t (1 − t²)
+    /// let want = (1.0 - t * t) - 2.0 * 2.0 * 0.3 * t * (1.0 - t * t);
+    /// assert!((grads.get(w).unwrap()[[0, 0]] - want).abs() < 1e-12 && zz > 0.0);
+    /// ```
+    pub fn act_deriv(&mut self, z: Var, f: Activation) -> Result<Var> {
+        let v = self.try_value(z)?.mapv(|z| f.eval(z).1);
+        Ok(self.push(v, Op::ActDeriv(z, f)))
+    }
+
     /// Reverse mode from a `1 × 1` output: the gradient of `out` with respect to every node.
     pub fn backward(&self, out: Var) -> Result<GradStore<F>> {
         let v = self.try_value(out)?;
@@ -329,6 +449,38 @@ impl<F: Float> Graph<F> {
                 }
                 Op::Sin(a) => acc(*a, &g * &val(*a).mapv(F::cos)),
                 Op::Cos(a) => acc(*a, &g * &val(*a).mapv(|x| -x.sin())),
+                Op::Exp(a) => acc(*a, &g * &self.values[i]),
+                Op::Log(a) => acc(*a, &g / val(*a)),
+                Op::Div(a, b) => {
+                    let ga = &g / val(*b);
+                    // d(a/b)/db = −(a/b)/b, so the cotangent of b is −(g/b) ⊙ (a/b).
+                    acc(*b, (&ga * &self.values[i]).mapv(|x| -x));
+                    acc(*a, ga);
+                }
+                Op::MulConst(a, m) => acc(*a, &g * m),
+                Op::SelectCols(a, cols) => {
+                    let mut d = Array2::zeros(val(*a).raw_dim());
+                    for (k, &c) in cols.iter().enumerate() {
+                        let mut dst = d.column_mut(c);
+                        dst += &g.column(k);
+                    }
+                    acc(*a, d);
+                }
+                Op::RowSum(a) => {
+                    let d = Array2::from_shape_fn(val(*a).raw_dim(), |(r, _)| g[[r, 0]]);
+                    acc(*a, d);
+                }
+                Op::MulCol(a, c) => {
+                    acc(*c, (&g * val(*a)).sum_axis(Axis(1)).insert_axis(Axis(1)));
+                    acc(*a, &g * val(*c));
+                }
+                Op::ActDeriv(a, f) => {
+                    let mut d = g.clone();
+                    Zip::from(&mut d)
+                        .and(val(*a))
+                        .for_each(|d, &z| *d *= f.second_derivative(z));
+                    acc(*a, d);
+                }
             }
             grads[i] = Some(g);
         }
