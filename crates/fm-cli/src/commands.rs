@@ -189,9 +189,32 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
     if let Some(c) = &checkpoint {
         check_out_dir(c)?;
     }
-    let setup = train_setup(&a, checkpoint.clone())?;
+    // A checkpoint path always: Ctrl-C writes one there (see `interrupt`).
+    let stop_checkpoint = checkpoint
+        .clone()
+        .unwrap_or_else(|| Trainer::default_checkpoint_path(&a.out));
+    let stop = crate::interrupt::install(&[&a.out, &stop_checkpoint])?;
+    let mut setup = train_setup(&a, Some(stop_checkpoint.clone()))?;
+    setup.trainer = setup.trainer.stop_flag(stop);
+    if !(a.quiet || json) {
+        eprintln!(
+            "training {} steps; Ctrl-C stops after the current step and writes a checkpoint ({}) and the model so far",
+            setup.steps,
+            stop_checkpoint.display()
+        );
+    }
     let out = run_training(&setup, a.quiet || json)?;
     out.model.save(&a.out)?;
+    if out.interrupted {
+        let args: Vec<String> = std::env::args().collect();
+        return Err(anyhow::Error::new(crate::interrupt::Interrupted {
+            step: out.model.config.steps_done,
+            steps: setup.steps,
+            checkpoint: stop_checkpoint,
+            model: a.out.clone(),
+            resume_command: crate::interrupt::resume_command(&args),
+        }));
+    }
     let cfg = &out.model.config;
     let sps = out.steps_run as f64 / out.wall_seconds.max(1e-9);
     println!(
@@ -230,7 +253,7 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
 }
 
 fn load_model(path: &Path) -> Result<TrainedModel> {
-    Ok(TrainedModel::load(path)?)
+    TrainedModel::load(path).map_err(|e| crate::interrupt::explain_checkpoint(path, e.into()))
 }
 
 fn sample_options(

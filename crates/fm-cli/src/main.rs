@@ -1,12 +1,14 @@
 //! The `fm` command-line tool: train flows, sample, evaluate, compute likelihoods and plot.
 //!
 //! Exit codes: 0 on success, 2 on bad usage or bad input (arguments, data files, model files),
-//! 1 on any other failure (a diverging training run, a solver that gives up, a failed write).
+//! 1 on any other failure (a diverging training run, a solver that gives up, a failed write),
+//! 130 when `fm train` was stopped by Ctrl-C or SIGTERM (after writing a checkpoint and the model).
 //! With `--json` the last line of stdout is one JSON object with the figures the command printed.
 //! Errors go to stderr as `error: ...`, naming the thing at fault and the fix.
 
 mod args;
 mod commands;
+mod interrupt;
 mod plot;
 
 use clap::Parser;
@@ -65,6 +67,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         )
     };
     for cause in err.chain() {
+        if cause.downcast_ref::<interrupt::Interrupted>().is_some() {
+            return interrupt::EXIT_INTERRUPTED;
+        }
         if cause.downcast_ref::<InputError>().is_some()
             || cause.downcast_ref::<DataError>().is_some()
         {

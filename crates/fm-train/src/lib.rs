@@ -62,4 +62,4 @@ pub use model::{
 pub use params::{OptimizerKind, TrainParams, ValidTrainParams};
 pub use sampling::{SampleOptions, sample};
 pub use trained::TrainedModel;
-pub use trainer::{DIVERGENCE_FACTOR, Progress, TrainOutcome, Trainer, batch_rng};
+pub use trainer::{DIVERGENCE_FACTOR, MAX_ABS_WEIGHT, Progress, TrainOutcome, Trainer, batch_rng};
