@@ -14,6 +14,10 @@ pub struct Cli {
     /// Print the figures as one JSON object on the last line of stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Memory limit that commands check their estimated needs against before allocating
+    /// (e.g. 512M, 16G); default: $FM_MEMORY_LIMIT, else 80% of the physical memory.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

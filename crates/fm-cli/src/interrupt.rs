@@ -158,10 +158,18 @@ mod tests {
 
     #[test]
     fn resume_command_adds_resume_once_and_quotes() {
-        let args: Vec<String> = ["/x/fm", "train", "--target", "my data.csv", "--resume", "--steps", "9"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> = [
+            "/x/fm",
+            "train",
+            "--target",
+            "my data.csv",
+            "--resume",
+            "--steps",
+            "9",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(
             resume_command(&args),
             "fm train --target 'my data.csv' --steps 9 --resume"

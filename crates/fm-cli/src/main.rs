@@ -7,6 +7,7 @@
 //! Errors go to stderr as `error: ...`, naming the thing at fault and the fix.
 
 mod args;
+mod budget;
 mod commands;
 mod interrupt;
 mod plot;

@@ -64,7 +64,15 @@ fn resuming_after_a_divergence_never_exits_0_with_an_exploded_model() {
                 let loss = j["final_loss"].as_f64().unwrap();
                 assert!(loss.is_finite() && loss < 1e3, "lr {lr}: final loss {loss}");
                 let s = fm(
-                    &["sample", "--model", "model.safetensors", "--n", "50", "--out", "s.csv"],
+                    &[
+                        "sample",
+                        "--model",
+                        "model.safetensors",
+                        "--n",
+                        "50",
+                        "--out",
+                        "s.csv",
+                    ],
                     d,
                 );
                 assert_eq!(s.status.code(), Some(0), "lr {lr}: {}", stderr(&s));
@@ -85,14 +93,30 @@ fn a_checkpoint_given_as_a_model_says_how_to_get_one() {
     let d = dir.path();
     let o = fm(
         &[
-            "train", "--target", "moons", "--steps", "5", "--batch", "16", "--hidden", "8",
-            "--checkpoint-every", "5", "--quiet",
+            "train",
+            "--target",
+            "moons",
+            "--steps",
+            "5",
+            "--batch",
+            "16",
+            "--hidden",
+            "8",
+            "--checkpoint-every",
+            "5",
+            "--quiet",
         ],
         d,
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = fm(
-        &["sample", "--model", "model.safetensors.ckpt", "--out", "s.csv"],
+        &[
+            "sample",
+            "--model",
+            "model.safetensors.ckpt",
+            "--out",
+            "s.csv",
+        ],
         d,
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -153,8 +177,18 @@ fn start_training(args: &[&str], dir: &Path) -> (Child, std::thread::JoinHandle<
 }
 
 const BASE: [&str; 12] = [
-    "train", "--target", "moons", "--matcher", "icfm", "--batch", "32", "--hidden", "16",
-    "--seed", "7", "--log-every",
+    "train",
+    "--target",
+    "moons",
+    "--matcher",
+    "icfm",
+    "--batch",
+    "32",
+    "--hidden",
+    "16",
+    "--seed",
+    "7",
+    "--log-every",
 ];
 
 #[test]
@@ -168,7 +202,10 @@ fn ctrl_c_writes_a_checkpoint_and_the_model_and_the_resumed_run_is_bit_identical
     let status = wait_with_timeout(&mut child, 120);
     let err = err.join().unwrap();
     assert_eq!(status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted after step") && err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("interrupted after step") && err.contains("--resume"),
+        "{err}"
+    );
     assert!(d.join("model.safetensors").exists(), "{err}");
     assert!(d.join("model.safetensors.ckpt").exists(), "{err}");
     let names: Vec<String> = std::fs::read_dir(d)
@@ -177,10 +214,31 @@ fn ctrl_c_writes_a_checkpoint_and_the_model_and_the_resumed_run_is_bit_identical
         .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
     // The model so far samples.
-    let o = fm(&["sample", "--model", "model.safetensors", "--n", "20", "--out", "s.csv"], d);
+    let o = fm(
+        &[
+            "sample",
+            "--model",
+            "model.safetensors",
+            "--n",
+            "20",
+            "--out",
+            "s.csv",
+        ],
+        d,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Resume to a total that is past the interruption, and train the same total uninterrupted.
-    let o = fm(&["plot", "loss", "--model", "model.safetensors", "--out", "l.png"], d);
+    let o = fm(
+        &[
+            "plot",
+            "loss",
+            "--model",
+            "model.safetensors",
+            "--out",
+            "l.png",
+        ],
+        d,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let step: usize = err
         .split("interrupted after step ")
@@ -234,7 +292,13 @@ fn a_second_signal_exits_at_once_and_leaves_no_temporary_file() {
 /// The step of a checkpoint, read through `fm sample`'s explanation of it.
 fn flow_matching_checkpoint_step(path: &Path) -> usize {
     let o = fm(
-        &["sample", "--model", path.to_str().unwrap(), "--out", "x.csv"],
+        &[
+            "sample",
+            "--model",
+            path.to_str().unwrap(),
+            "--out",
+            "x.csv",
+        ],
         path.parent().unwrap(),
     );
     let err = stderr(&o);

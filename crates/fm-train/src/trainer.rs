@@ -80,9 +80,8 @@ fn weights_rule(what: &str, w: &[f32]) -> Option<String> {
         }
         worst = worst.max(f64::from(v).abs());
     }
-    (worst > MAX_ABS_WEIGHT).then(|| {
-        format!("{what}s have exploded (largest |value| {worst:e} > {MAX_ABS_WEIGHT:e})")
-    })
+    (worst > MAX_ABS_WEIGHT)
+        .then(|| format!("{what}s have exploded (largest |value| {worst:e} > {MAX_ABS_WEIGHT:e})"))
 }
 
 /// Why a training state breaks the divergence rule: its weights, EMA weights and Adam moments
@@ -243,6 +242,16 @@ impl Trainer {
     pub fn stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
         self.stop = Some(flag);
         self
+    }
+
+    /// The network's architecture (`dim` set to the data's dimension).
+    pub fn arch(&self) -> &ArchConfig {
+        &self.arch
+    }
+
+    /// The matcher.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
     }
 
     fn identity(&self) -> RunIdentity {
@@ -410,7 +419,12 @@ impl Trainer {
             ) {
                 Ok(l) => l,
                 Err(AutogradError::NonFinite { value, .. }) => {
-                    return Err(self.diverged(step, value, format!("the loss is {value}"), last_good));
+                    return Err(self.diverged(
+                        step,
+                        value,
+                        format!("the loss is {value}"),
+                        last_good,
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             };

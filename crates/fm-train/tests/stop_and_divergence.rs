@@ -32,7 +32,11 @@ fn trainer(params: TrainParams, ckpt: &Path, resume: bool) -> Trainer {
 
 fn bits(m: &TrainedModel) -> Vec<u32> {
     let mut v: Vec<u32> = m.mlp.params().iter().map(|x| x.to_bits()).collect();
-    v.extend(m.ema.iter().flat_map(|e| e.params().iter().map(|x| x.to_bits())));
+    v.extend(
+        m.ema
+            .iter()
+            .flat_map(|e| e.params().iter().map(|x| x.to_bits())),
+    );
     v
 }
 
@@ -118,8 +122,12 @@ fn every_checkpoint_left_after_a_divergence_is_sane() {
         let saved = Checkpoint::load(&ck).unwrap();
         let reference = saved.reference_loss().expect("the reference is stored");
         assert!(reference.is_finite() && reference > 0.0);
-        assert!(saved.params().iter().all(|w| w.is_finite()
-            && f64::from(w.abs()) <= MAX_ABS_WEIGHT));
+        assert!(
+            saved
+                .params()
+                .iter()
+                .all(|w| w.is_finite() && f64::from(w.abs()) <= MAX_ABS_WEIGHT)
+        );
         let out = trainer(p.lr(1e-3).steps(step + 5), &ck, true)
             .run(&mut |_| {})
             .unwrap_or_else(|e| panic!("lr {lr}: resuming the checkpoint failed: {e}"));
