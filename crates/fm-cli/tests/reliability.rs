@@ -302,22 +302,56 @@ fn sizes_beyond_memory_are_refused_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (args, flag) in [
-        (vec!["train", "--target", "moons", "--batch", "1000000", "--steps", "1"], "--batch"),
         (
-            vec!["train", "--target", "moons", "--hidden", "65536,65536,65536", "--steps", "1"],
+            vec![
+                "train", "--target", "moons", "--batch", "1000000", "--steps", "1",
+            ],
+            "--batch",
+        ),
+        (
+            vec![
+                "train",
+                "--target",
+                "moons",
+                "--hidden",
+                "65536,65536,65536",
+                "--steps",
+                "1",
+            ],
             "--hidden",
         ),
         (
-            vec!["train", "--target", "gaussian:dim=100000000", "--source", "gaussian", "--steps", "1"],
+            vec![
+                "train",
+                "--target",
+                "gaussian:dim=100000000",
+                "--source",
+                "gaussian",
+                "--steps",
+                "1",
+            ],
             "d = 100000000",
         ),
-        (vec!["--memory-limit", "1M", "train", "--target", "moons", "--steps", "1"], "--memory-limit 1M"),
+        (
+            vec![
+                "--memory-limit",
+                "1M",
+                "train",
+                "--target",
+                "moons",
+                "--steps",
+                "1",
+            ],
+            "--memory-limit 1M",
+        ),
     ] {
         let o = fm(&args, d);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(
-            err.starts_with("error: not enough memory") && err.contains(flag) && err.contains("memory limit"),
+            err.starts_with("error: not enough memory")
+                && err.contains(flag)
+                && err.contains("memory limit"),
             "{args:?}: {err}"
         );
         assert!(!d.join("model.safetensors").exists());
@@ -335,14 +369,26 @@ fn sampling_in_chunks_under_a_memory_limit_gives_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let o = fm(
-        &["train", "--target", "moons", "--steps", "10", "--batch", "16", "--hidden", "8", "--quiet"],
+        &[
+            "train", "--target", "moons", "--steps", "10", "--batch", "16", "--hidden", "8",
+            "--quiet",
+        ],
         d,
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for ext in ["csv", "npy"] {
         let whole = format!("whole.{ext}");
         let parts = format!("parts.{ext}");
-        let base = ["sample", "--model", "model.safetensors", "--n", "5000", "--seed", "3", "--json"];
+        let base = [
+            "sample",
+            "--model",
+            "model.safetensors",
+            "--n",
+            "5000",
+            "--seed",
+            "3",
+            "--json",
+        ];
         let mut a: Vec<&str> = base.to_vec();
         a.extend(["--out", &whole]);
         let o = fm(&a, d);
@@ -363,8 +409,17 @@ fn sampling_in_chunks_under_a_memory_limit_gives_the_same_bytes() {
     }
     let o = fm(
         &[
-            "--memory-limit", "1M", "sample", "--model", "model.safetensors", "--n", "100000",
-            "--solver", "dopri5", "--out", "x.npy",
+            "--memory-limit",
+            "1M",
+            "sample",
+            "--model",
+            "model.safetensors",
+            "--n",
+            "100000",
+            "--solver",
+            "dopri5",
+            "--out",
+            "x.npy",
         ],
         d,
     );
