@@ -48,7 +48,7 @@ impl Default for SampleOptions {
 
 /// The largest sample count [`sample_chunked`] accepts (output of any size that fits on disk is
 /// produced chunk by chunk).
-pub const MAX_SAMPLES: usize = 1 << 40;
+pub const MAX_SAMPLES: usize = 10_000_000_000;
 
 /// The chunk size of adaptive solvers in [`sample_chunked`]: each chunk of this many points is
 /// integrated with its own step sizes (the error norm is taken over the chunk), so that the
