@@ -162,6 +162,12 @@ impl Adam {
         self.steps
     }
 
+    /// The first and second moment estimates `(m, v)`, one value per parameter (both empty
+    /// before the first step). A trainer checks them for non-finite values before it saves them.
+    pub fn moments(&self) -> (&[f32], &[f32]) {
+        (&self.m, &self.v)
+    }
+
     /// One update of the flat `params` with the flat gradient `grads` (same length).
     pub fn update(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         if grads.len() != params.len() {

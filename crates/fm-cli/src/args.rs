@@ -18,6 +18,10 @@ pub struct Cli {
     /// points file or plot it wrote). Outputs that are inputs, or devices, are refused even so.
     #[arg(long, global = true)]
     pub force: bool,
+    /// Memory limit that commands check their estimated needs against before allocating
+    /// (e.g. 512M, 16G); default: $FM_MEMORY_LIMIT, else 80% of the physical memory.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -27,6 +31,11 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a flow (or score) model from a source to a target dataset.
+    ///
+    /// Ctrl-C (or SIGTERM) stops after the current step, writes the checkpoint (--checkpoint, default
+    /// MODEL.ckpt) and the model so far, and exits with 130; to continue, run the same command with
+    /// --resume added (--steps is the total: the same value finishes the run bit-identically, a larger
+    /// one trains longer). A second Ctrl-C quits at once.
     Train(Box<TrainArgs>),
     /// Draw samples from a trained model by integrating its ODE from t = 0 to t = 1.
     Sample(SampleArgs),
@@ -137,7 +146,8 @@ pub struct TrainArgs {
     /// Checkpoint file (default: the model path with .ckpt appended).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
-    /// Resume from the checkpoint; the result is bit-identical to an uninterrupted run.
+    /// Resume from the checkpoint (written by --checkpoint-every or by Ctrl-C) with the same flags;
+    /// the result is bit-identical to an uninterrupted run.
     #[arg(long)]
     pub resume: bool,
     /// Record the loss every N steps (the loss curve).

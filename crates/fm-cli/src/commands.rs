@@ -28,6 +28,7 @@ const MMD_BANDWIDTHS: [f64; 5] = [0.1, 0.5, 1.0, 2.0, 5.0];
 pub fn run(cli: Cli) -> Result<Report> {
     let json = cli.json;
     safety::set_force(cli.force);
+    crate::budget::set_flag(cli.memory_limit.clone());
     match cli.command {
         Command::Train(a) => train(*a, json),
         Command::Sample(a) => in_pool(a.threads, || sample(a)),
@@ -165,6 +166,15 @@ fn train_setup(a: &TrainArgs, checkpoint: Option<PathBuf>) -> Result<TrainSetup>
     };
     let (source, target) = datasets_pair(&a.source, &a.target)?;
     let mut trainer = Trainer::new(source, target, matcher, objective, arch, params)?;
+    let matrices = match trainer.matcher().spec().coupling {
+        flow_matching::train::CouplingKind::Independent => 0.0,
+        flow_matching::train::CouplingKind::Exact
+        | flow_matching::train::CouplingKind::ExactWithReplacement => 3.0,
+        flow_matching::train::CouplingKind::Sinkhorn => 4.0,
+    };
+    let arch = trainer.arch();
+    crate::budget::train_need(arch.dim, &arch.hidden, batch, matrices, threads)
+        .check(&crate::budget::limit()?)?;
     if let Some(c) = checkpoint {
         trainer = trainer.checkpoint_path(c);
     }
@@ -205,20 +215,49 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
     if let Some(c) = &checkpoint {
         check_out_dir(c)?;
     }
+    // A checkpoint path always: Ctrl-C writes one there (see `interrupt`).
+    let stop_checkpoint = checkpoint
+        .clone()
+        .unwrap_or_else(|| Trainer::default_checkpoint_path(&a.out));
     let (src, tgt) = (spec_file(&a.source), spec_file(&a.target));
-    let mut outs = vec![output("--out", &a.out, Kind::Model)];
-    outs.extend(
-        checkpoint
-            .as_deref()
-            .map(|c| output("--checkpoint", c, Kind::Checkpoint)),
-    );
+    let outs = vec![
+        output("--out", &a.out, Kind::Model),
+        output(
+            if checkpoint.is_some() {
+                "--checkpoint"
+            } else {
+                "the checkpoint (--out + .ckpt)"
+            },
+            &stop_checkpoint,
+            Kind::Checkpoint,
+        ),
+    ];
     check_outputs(
         &[("--source", src.as_deref()), ("--target", tgt.as_deref())],
         &outs,
     )?;
-    let setup = train_setup(&a, checkpoint.clone())?;
+    let stop = crate::interrupt::install(&[&a.out, &stop_checkpoint])?;
+    let mut setup = train_setup(&a, Some(stop_checkpoint.clone()))?;
+    setup.trainer = setup.trainer.stop_flag(stop);
+    if !(a.quiet || json) {
+        eprintln!(
+            "training {} steps; Ctrl-C stops after the current step and writes a checkpoint ({}) and the model so far",
+            setup.steps,
+            stop_checkpoint.display()
+        );
+    }
     let out = run_training(&setup, a.quiet || json)?;
     out.model.save(&a.out)?;
+    if out.interrupted {
+        let args: Vec<String> = std::env::args().collect();
+        return Err(anyhow::Error::new(crate::interrupt::Interrupted {
+            step: out.model.config.steps_done,
+            steps: setup.steps,
+            checkpoint: stop_checkpoint,
+            model: a.out.clone(),
+            resume_command: crate::interrupt::resume_command(&args),
+        }));
+    }
     let cfg = &out.model.config;
     let sps = out.steps_run as f64 / out.wall_seconds.max(1e-9);
     println!(
@@ -257,7 +296,7 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
 }
 
 fn load_model(path: &Path) -> Result<TrainedModel> {
-    Ok(TrainedModel::load(path)?)
+    TrainedModel::load(path).map_err(|e| crate::interrupt::explain_checkpoint(path, e.into()))
 }
 
 fn sample_options(
@@ -403,33 +442,90 @@ fn sample(a: SampleArgs) -> Result<Report> {
             .map(|t| output("--trajectory", t, Kind::Points)),
     );
     check_outputs(&[("--model", Some(&a.model))], &outs)?;
-    let n = count("n", a.n, 100_000_000)?;
+    let n = count("n", a.n, flow_matching::train::MAX_SAMPLES as i64)?;
     let model = load_model(&a.model)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
+    let chunk = sample_budget(&model, &opts)?;
     let start = Instant::now();
-    let (_, sol) = flow_matching::train::sample(&model, &opts)
-        .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
-    let secs = start.elapsed().as_secs_f64();
-    write_points(&a.out, sol.x.view())?;
-    if let Some(t) = &a.trajectory {
+    let stats = if let Some(t) = &a.trajectory {
+        let (_, sol) = flow_matching::train::sample(&model, &opts)
+            .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
+        write_points(&a.out, sol.x.view())?;
         write_points(t, trajectory_rows(&sol.trajectory).view())?;
-    }
+        sol.stats
+    } else {
+        // Chunk by chunk: the samples go to disk as they are made.
+        let dim = model.config.architecture.dim;
+        let mut w = flow_matching::data::PointsWriter::create(&a.out, n, dim)?;
+        let stats = flow_matching::train::sample_chunked(&model, &opts, chunk, &mut |x| {
+            Ok(w.write_rows(x)?)
+        })
+        .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
+        w.finish()?;
+        stats
+    };
+    let secs = start.elapsed().as_secs_f64();
     println!(
-        "{n} samples with {} in {:.3} s: {} function evaluations ({} steps accepted, {} rejected)",
-        opts.solver, secs, sol.stats.nfe, sol.stats.accepted, sol.stats.rejected
+        "{n} samples with {} in {:.3} s: {} function evaluations ({} steps accepted, {} rejected){}",
+        opts.solver,
+        secs,
+        stats.nfe,
+        stats.accepted,
+        stats.rejected,
+        if chunk < n {
+            format!(" per chunk of {chunk} points")
+        } else {
+            String::new()
+        }
     );
     println!("samples written to {}", a.out.display());
     let mut r = Report::new();
     r.insert("command".into(), json!("sample"));
     r.insert("n".into(), json!(n));
     r.insert("solver".into(), json!(opts.solver));
-    r.insert("nfe".into(), json!(sol.stats.nfe));
-    r.insert("accepted".into(), json!(sol.stats.accepted));
-    r.insert("rejected".into(), json!(sol.stats.rejected));
+    r.insert("nfe".into(), json!(stats.nfe));
+    r.insert("accepted".into(), json!(stats.accepted));
+    r.insert("rejected".into(), json!(stats.rejected));
+    r.insert("chunk".into(), json!(chunk));
     r.insert("seconds".into(), json!(secs));
     r.insert("out".into(), json!(a.out.display().to_string()));
     Ok(r)
+}
+
+/// Checks the memory `fm sample` needs and returns the points integrated at once.
+fn sample_budget(model: &TrainedModel, opts: &SampleOptions) -> Result<usize> {
+    use crate::budget;
+    let limit = budget::limit()?;
+    let arch = &model.config.architecture;
+    let (n, dim) = (opts.n, arch.dim);
+    let stages = budget::stages(&opts.solver);
+    let adaptive =
+        flow_matching::ode::solver_by_name(&opts.solver)?.is_adaptive() && opts.steps.is_none();
+    let chunk = if opts.record >= 2 {
+        n
+    } else if adaptive {
+        flow_matching::train::ADAPTIVE_CHUNK.min(n)
+    } else {
+        budget::chunk_rows(n, dim, &arch.hidden, stages, &limit)
+    };
+    let mut need = budget::integrate_need(chunk, dim, &arch.hidden, stages);
+    if opts.record >= 2 {
+        need.add(
+            format!("the trajectory of {n} points at {} times", opts.record),
+            "--n",
+            2.0 * 8.0 * opts.record as f64 * n as f64 * (dim as f64 + 1.0),
+        );
+    }
+    if !model.config.source.trim().starts_with("gaussian") {
+        need.add(
+            format!("the draw of {n} source points"),
+            "--n",
+            2.0 * 8.0 * n as f64 * dim as f64,
+        );
+    }
+    need.check(&limit)?;
+    Ok(chunk)
 }
 
 /// Streams of the subsample RNG: the evaluated samples, the reference (target) points and
@@ -506,6 +602,15 @@ fn eval(a: EvalArgs) -> Result<Report> {
     let model = load_model(model_path)?;
     let dim = model.config.architecture.dim;
     let opts = sample_options(&a.solver, n, a.seed, 0, !a.no_ema)?;
+    let arch = &model.config.architecture;
+    let mut need =
+        crate::budget::integrate_need(n, dim, &arch.hidden, crate::budget::stages(&opts.solver));
+    need.add(
+        format!("the {n} × {n} cost matrices of W2 and MMD"),
+        "--n",
+        3.0 * 8.0 * (n as f64) * (n as f64),
+    );
+    need.check(&crate::budget::limit()?)?;
     let start = Instant::now();
     let (x_0, sol) = flow_matching::train::sample(&model, &opts)
         .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
@@ -560,6 +665,22 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     let ds = Dataset::parse(&a.data, Some(dim)).with_context(|| format!("--data {}", a.data))?;
     safety::check_dataset("--data", &a.data, &ds)?;
     let n = count("n", a.n, 10_000_000)?;
+    {
+        // The augmented state (x, log p) through dopri5's stages, and the divergence's d
+        // Jacobian products per point.
+        let rows = match &ds {
+            Dataset::Points(p) => p.data().nrows(),
+            _ => n,
+        };
+        let hidden = &model.config.architecture.hidden;
+        let mut need = crate::budget::integrate_need(rows, dim + 1, hidden, 7);
+        need.add(
+            "the divergence's Jacobian products",
+            "--n",
+            2.0 * 4.0 * rows as f64 * (dim as f64 + 1.0) * hidden.iter().sum::<usize>() as f64,
+        );
+        need.check(&crate::budget::limit()?)?;
+    }
     let mut rng = flow_matching::core::rng::seeded(a.seed);
     let (x, rows_in_file) = match &ds {
         Dataset::Points(p) => (

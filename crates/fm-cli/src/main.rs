@@ -1,7 +1,8 @@
 //! The `fm` command-line tool: train flows, sample, evaluate, compute likelihoods and plot.
 //!
 //! Exit codes: 0 on success, 2 on bad usage or bad input (arguments, data files, model files),
-//! 1 on any other failure (a diverging training run, a solver that gives up, a failed write).
+//! 1 on any other failure (a diverging training run, a solver that gives up, a failed write),
+//! 130 when `fm train` was stopped by Ctrl-C or SIGTERM (after writing a checkpoint and the model).
 //! The rule for files: a problem found before any work starts (a missing directory, an output
 //! that is an input, a device, a file that is not ours without `--force`) is bad usage, 2; a
 //! write that fails once the work is done (no space left on device, an I/O error) is 1, from
@@ -10,7 +11,9 @@
 //! Errors go to stderr as `error: ...`, naming the thing at fault and the fix.
 
 mod args;
+mod budget;
 mod commands;
+mod interrupt;
 mod plot;
 mod safety;
 mod simulate;
@@ -71,6 +74,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         )
     };
     for cause in err.chain() {
+        if cause.downcast_ref::<interrupt::Interrupted>().is_some() {
+            return interrupt::EXIT_INTERRUPTED;
+        }
         if let Some(DataError::Write { .. }) = cause.downcast_ref::<DataError>() {
             return 1;
         }

@@ -32,9 +32,11 @@
 mod dataset;
 mod error;
 mod io;
+mod stream;
 mod toy;
 
 pub use dataset::{Dataset, Points};
 pub use error::DataError;
 pub use io::{Format, MAX_FILE_BYTES, read_points, write_points};
+pub use stream::PointsWriter;
 pub use toy::{Affine, MoonsStyle, Toy, builtin_names};

@@ -45,6 +45,10 @@ pub(crate) struct CheckpointState {
     /// Steps completed.
     pub step: usize,
     pub loss_history: Vec<(usize, f64)>,
+    /// The loss of the run's first step, the reference of the divergence rule (see
+    /// [`Trainer`](crate::Trainer)); `None` in checkpoints of fm 0.1 builds that did not store it.
+    #[serde(default)]
+    pub reference_loss: Option<f64>,
     pub adam: Adam,
     pub ema: Option<Ema>,
     /// The RNG that draws the next batch (informational: batch `k` is drawn from the seed's
@@ -75,6 +79,13 @@ impl Checkpoint {
     /// The network's flat parameters.
     pub fn params(&self) -> &[f32] {
         &self.params
+    }
+
+    /// The loss of the run's first step, which the divergence rule compares with (`None` in a
+    /// checkpoint written before fm stored it; a resume then falls back to the first loss of the
+    /// saved history).
+    pub fn reference_loss(&self) -> Option<f64> {
+        self.state.reference_loss
     }
 
     /// Writes the checkpoint atomically.

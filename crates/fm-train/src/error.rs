@@ -80,15 +80,18 @@ pub enum TrainError {
         /// What differs.
         reason: String,
     },
-    /// The training loss became NaN or infinite.
+    /// Training diverged: the loss, the weights, the EMA weights or the optimizer state broke
+    /// the divergence rule (see [`Trainer`](crate::Trainer)); no model was produced.
     #[error(
-        "training diverged at step {step}: the loss is {loss:e}; lower the learning rate (e.g. --lr {suggested_lr}) or set gradient clipping{checkpoint_note}"
+        "training diverged at step {step}: {reason}; lower the learning rate (e.g. --lr {suggested_lr}) or clip the gradients (e.g. --max-grad-norm 1){checkpoint_note}"
     )]
     NonFiniteLoss {
-        /// The 1-based step at which the loss became non-finite.
+        /// The 1-based step at which the rule was broken.
         step: usize,
-        /// The loss value.
+        /// The loss of that step (NaN when the weights, not the loss, broke the rule).
         loss: f64,
+        /// Which part of the rule was broken, with the figures.
+        reason: String,
         /// A smaller learning rate to try.
         suggested_lr: f64,
         /// A note on the last good checkpoint, empty if there is none.

@@ -60,6 +60,6 @@ pub use model::{
     Objective, time_columns,
 };
 pub use params::{OptimizerKind, TrainParams, ValidTrainParams};
-pub use sampling::{SampleOptions, sample};
+pub use sampling::{ADAPTIVE_CHUNK, MAX_SAMPLES, SampleOptions, sample, sample_chunked};
 pub use trained::TrainedModel;
-pub use trainer::{DIVERGENCE_FACTOR, Progress, TrainOutcome, Trainer, batch_rng};
+pub use trainer::{DIVERGENCE_FACTOR, MAX_ABS_WEIGHT, Progress, TrainOutcome, Trainer, batch_rng};

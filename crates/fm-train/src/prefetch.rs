@@ -8,7 +8,7 @@
 //! training thread idle.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -44,13 +44,14 @@ impl<B, E> Shared<B, E> {
 /// `helpers` extra threads make batches ahead of the consumer, at most `window` past the one it
 /// needs; while the consumer waits for a batch being made elsewhere it makes later ones itself.
 /// A panic inside `make` becomes `panicked()`. The first error (from `make` for the batch being
-/// consumed, or from `consume`) ends the run and is returned.
+/// consumed, or from `consume`) ends the run and is returned; `consume` returning
+/// `ControlFlow::Break` ends it early without an error (batches made ahead are dropped).
 pub(crate) fn run<B, E>(
     range: Range<usize>,
     helpers: usize,
     window: usize,
     make: impl Fn(usize) -> Result<B, E> + Sync,
-    mut consume: impl FnMut(usize, B) -> Result<(), E>,
+    mut consume: impl FnMut(usize, B) -> Result<ControlFlow<()>, E>,
     panicked: impl Fn() -> E + Sync,
 ) -> Result<(), E>
 where
@@ -123,7 +124,9 @@ where
                         }
                     }
                 }?;
-                consume(k, batch)?;
+                if consume(k, batch)?.is_break() {
+                    break;
+                }
             }
             Ok(())
         })();
@@ -154,7 +157,7 @@ mod tests {
                     },
                     |k, b| {
                         seen.push((k, b));
-                        Ok(())
+                        Ok(ControlFlow::Continue(()))
                     },
                     || "panic".to_string(),
                 )
@@ -182,7 +185,7 @@ mod tests {
                 },
                 |k, _| {
                     seen.push(k);
-                    Ok(())
+                    Ok(ControlFlow::Continue(()))
                 },
                 || "panic".to_string(),
             );
@@ -200,7 +203,7 @@ mod tests {
                         Ok::<_, String>(k)
                     }
                 },
-                |_, _| Ok(()),
+                |_, _| Ok(ControlFlow::Continue(())),
                 || "panicked".to_string(),
             );
             assert_eq!(e, Err("panicked".to_string()));
@@ -210,10 +213,40 @@ mod tests {
                 helpers,
                 4,
                 Ok::<_, String>,
-                |k, _| if k == 20 { Err("stop".into()) } else { Ok(()) },
+                |k, _| {
+                    if k == 20 {
+                        Err("stop".into())
+                    } else {
+                        Ok(ControlFlow::Continue(()))
+                    }
+                },
                 || "panic".to_string(),
             );
             assert_eq!(e, Err("stop".to_string()));
+        }
+    }
+
+    #[test]
+    fn break_ends_the_run_early_without_an_error() {
+        for helpers in 0..3 {
+            let mut seen = Vec::new();
+            let r = run(
+                0..100,
+                helpers,
+                4,
+                Ok::<_, String>,
+                |k, _| {
+                    seen.push(k);
+                    Ok(if k == 7 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    })
+                },
+                || "panic".to_string(),
+            );
+            assert_eq!(r, Ok(()));
+            assert_eq!(seen, (0..8).collect::<Vec<_>>());
         }
     }
 }

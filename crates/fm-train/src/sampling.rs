@@ -2,7 +2,7 @@
 
 use crate::{TrainError, TrainedModel};
 use fm_data::Dataset;
-use fm_ode::{Integrator, Solution, solver_by_name};
+use fm_ode::{Integrator, Solution, Stats, solver_by_name};
 use ndarray::Array2;
 
 /// How to sample a trained model: draw `n` source points with `seed`, integrate from t = 0 to
@@ -46,10 +46,20 @@ impl Default for SampleOptions {
     }
 }
 
+/// The largest sample count [`sample_chunked`] accepts (output of any size that fits on disk is
+/// produced chunk by chunk).
+pub const MAX_SAMPLES: usize = 10_000_000_000;
+
+/// The chunk size of adaptive solvers in [`sample_chunked`]: each chunk of this many points is
+/// integrated with its own step sizes (the error norm is taken over the chunk), so that the
+/// samples depend on the seed, `n` and the solver settings only — never on memory limits.
+pub const ADAPTIVE_CHUNK: usize = 1 << 16;
+
 /// Samples `model`: returns the source draw `x_0` and the ODE [`Solution`] (samples in
 /// `solution.x`, counters in `solution.stats`, the trajectory if asked for).
 ///
-/// The source is the dataset the model was trained from (its spec is in the model file).
+/// The source is the dataset the model was trained from (its spec is in the model file). All
+/// `n` points are integrated as one batch; [`sample_chunked`] bounds the memory instead.
 pub fn sample(
     model: &TrainedModel,
     opts: &SampleOptions,
@@ -65,6 +75,117 @@ pub fn sample(
     let source = Dataset::parse(&model.config.source, Some(dim))?;
     let mut rng = fm_core::rng::seeded(opts.seed);
     let x_0 = source.sample(opts.n, &mut rng)?;
+    let mut integ = integrator(opts)?;
+    let field = model.field(opts.use_ema)?;
+    let sol = integ.run(field.as_ref(), x_0.view())?;
+    Ok((x_0, sol))
+}
+
+/// Samples `model` in chunks of at most `chunk` points, handing each chunk's samples to `sink`
+/// in order; returns the counters, each the largest over the chunks (the work of one chunk).
+///
+/// With a fixed-step solver the samples are bit-identical to [`sample`]'s for any `chunk`
+/// (every point is integrated on its own, and a Gaussian source is drawn point after point from
+/// one RNG; other sources are drawn whole first). An adaptive solver integrates chunks of
+/// [`ADAPTIVE_CHUNK`] points (`chunk` must be at least that, or `n`): its results equal
+/// [`sample`]'s for `n ≤ ADAPTIVE_CHUNK`. A trajectory needs one chunk (`chunk ≥ n`).
+///
+/// ```
+/// use fm_train::{ArchConfig, MatcherSpec, Objective, SampleOptions, Trainer, TrainParams};
+/// let target = fm_data::Dataset::parse("moons", None).unwrap();
+/// let source = fm_data::Dataset::parse("gaussian", Some(2)).unwrap();
+/// let params = TrainParams::default().steps(5).batch(16).check().unwrap();
+/// let m = MatcherSpec::parse("icfm", Some(0.1), None, None).unwrap();
+/// let model = Trainer::new(source, target, m, Objective::Flow, ArchConfig::default(), params)
+///     .unwrap().run(&mut |_| {}).unwrap().model;
+/// let opts = SampleOptions { n: 100, ..Default::default() };
+/// let mut rows = Vec::new();
+/// fm_train::sample_chunked(&model, &opts, 30, &mut |x| {
+///     rows.extend(x.iter().copied());
+///     Ok(())
+/// })
+/// .unwrap();
+/// let (_, whole) = fm_train::sample(&model, &opts).unwrap();
+/// assert_eq!(rows, whole.x.iter().copied().collect::<Vec<_>>());
+/// ```
+pub fn sample_chunked(
+    model: &TrainedModel,
+    opts: &SampleOptions,
+    chunk: usize,
+    sink: &mut dyn FnMut(ndarray::ArrayView2<f64>) -> Result<(), TrainError>,
+) -> Result<Stats, TrainError> {
+    if opts.n == 0 || opts.n > MAX_SAMPLES {
+        return Err(TrainError::param(
+            "n",
+            opts.n,
+            format!("give between 1 and {MAX_SAMPLES} samples"),
+        ));
+    }
+    if chunk == 0 {
+        return Err(TrainError::param(
+            "chunk",
+            0,
+            "give at least 1 point per chunk",
+        ));
+    }
+    let mut integ = integrator(opts)?;
+    let adaptive = solver_by_name(&opts.solver)?.is_adaptive() && opts.steps.is_none();
+    let chunk = if adaptive {
+        if chunk < ADAPTIVE_CHUNK.min(opts.n) {
+            return Err(TrainError::param(
+                "chunk",
+                chunk,
+                format!(
+                    "an adaptive solver integrates chunks of {ADAPTIVE_CHUNK} points; give at least that many"
+                ),
+            ));
+        }
+        ADAPTIVE_CHUNK
+    } else {
+        chunk
+    };
+    if opts.record >= 2 && chunk < opts.n {
+        return Err(TrainError::param(
+            "n",
+            opts.n,
+            format!(
+                "a trajectory is recorded for at most {chunk} points at a time; sample fewer points with a trajectory"
+            ),
+        ));
+    }
+    let dim = model.config.architecture.dim;
+    let source = Dataset::parse(&model.config.source, Some(dim))?;
+    let mut rng = fm_core::rng::seeded(opts.seed);
+    // A Gaussian source is drawn coordinate after coordinate, row after row, from one RNG, so
+    // chunks drawn in turn are the rows of one whole draw; other sources are drawn whole.
+    let whole = if model.config.source.trim().starts_with("gaussian") {
+        None
+    } else {
+        Some(source.sample(opts.n, &mut rng)?)
+    };
+    let field = model.field(opts.use_ema)?;
+    let mut stats = Stats::default();
+    let mut start = 0;
+    while start < opts.n {
+        let len = chunk.min(opts.n - start);
+        let x_0 = match &whole {
+            Some(w) => w
+                .slice_axis(ndarray::Axis(0), ndarray::Slice::from(start..start + len))
+                .to_owned(),
+            None => source.sample(len, &mut rng)?,
+        };
+        let sol = integ.run(field.as_ref(), x_0.view())?;
+        stats.nfe = stats.nfe.max(sol.stats.nfe);
+        stats.accepted = stats.accepted.max(sol.stats.accepted);
+        stats.rejected = stats.rejected.max(sol.stats.rejected);
+        sink(sol.x.view())?;
+        start += len;
+    }
+    Ok(stats)
+}
+
+/// The integrator of `opts` (checked).
+fn integrator(opts: &SampleOptions) -> Result<Integrator<'static>, TrainError> {
     let solver = solver_by_name(&opts.solver)?;
     let adaptive = solver.is_adaptive();
     let mut integ = Integrator::new(solver).span(0.0, 1.0);
@@ -115,7 +236,5 @@ pub fn sample(
         let k = opts.record - 1;
         integ = integ.record_at((0..=k).map(|i| i as f64 / k as f64).collect());
     }
-    let field = model.field(opts.use_ema)?;
-    let sol = integ.run(field.as_ref(), x_0.view())?;
-    Ok((x_0, sol))
+    Ok(integ)
 }

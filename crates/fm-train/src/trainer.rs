@@ -8,7 +8,10 @@ use crate::{
 use fm_autograd::{Adam, AdamConfig, AutogradError, Ema, Grads, Mlp, Optimizer};
 use fm_core::rng::FmRng;
 use fm_data::Dataset;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// What the trainer reports after every step.
@@ -39,11 +42,61 @@ pub struct TrainOutcome {
     pub final_loss: f64,
     /// Checkpoints written.
     pub checkpoints_written: usize,
+    /// Whether the run was stopped early through [`Trainer::stop_flag`]; the model then holds the
+    /// steps done so far (`model.config.steps_done`), and the checkpoint, if a path was given,
+    /// continues the run bit-identically with [`Trainer::resume`].
+    pub interrupted: bool,
 }
 
-/// Training stops as diverged when a step's loss exceeds this factor times the first step's
-/// loss (or is not finite): such a run cannot recover, and continuing would only overflow.
-pub const DIVERGENCE_FACTOR: f64 = 1e10;
+/// The divergence rule's loss factor: a loss above `DIVERGENCE_FACTOR` × the reference loss (the
+/// loss of the run's first step, kept in checkpoints so the rule survives a resume) means the run
+/// has diverged. A healthy flow-matching run ends far below its first loss; ten thousand times
+/// above it, the weights have blown up.
+pub const DIVERGENCE_FACTOR: f64 = 1e4;
+
+/// The divergence rule's weight bound: a network (or its EMA) holding a weight of absolute value
+/// above this has blown up. Trained flow-matching networks hold weights of order one.
+pub const MAX_ABS_WEIGHT: f64 = 1e6;
+
+/// Why `loss` breaks the divergence rule against `reference`, or `None` if it keeps it.
+fn loss_rule(loss: f64, reference: f64) -> Option<String> {
+    if !loss.is_finite() {
+        return Some(format!("the loss is {loss}"));
+    }
+    let limit = DIVERGENCE_FACTOR * reference.max(f64::MIN_POSITIVE);
+    (loss > limit).then(|| {
+        format!(
+            "the loss {loss:e} exceeds {DIVERGENCE_FACTOR:e} × the run's first loss {reference:e}"
+        )
+    })
+}
+
+/// Why weights break the divergence rule (a non-finite value, or one above [`MAX_ABS_WEIGHT`]).
+fn weights_rule(what: &str, w: &[f32]) -> Option<String> {
+    let mut worst = 0.0_f64;
+    for (i, &v) in w.iter().enumerate() {
+        if !v.is_finite() {
+            return Some(format!("{what} {i} is {v}"));
+        }
+        worst = worst.max(f64::from(v).abs());
+    }
+    (worst > MAX_ABS_WEIGHT)
+        .then(|| format!("{what}s have exploded (largest |value| {worst:e} > {MAX_ABS_WEIGHT:e})"))
+}
+
+/// Why a training state breaks the divergence rule: its weights, EMA weights and Adam moments
+/// must be finite, and the weights at most [`MAX_ABS_WEIGHT`] in absolute value.
+fn state_rule(mlp: &Mlp, ema: Option<&Ema>, adam: &Adam) -> Option<String> {
+    let (m, v) = adam.moments();
+    weights_rule("weight", mlp.params())
+        .or_else(|| ema.and_then(|e| weights_rule("EMA weight", e.weights().params())))
+        .or_else(|| {
+            m.iter()
+                .chain(v)
+                .any(|x| !x.is_finite())
+                .then(|| "the optimizer's moment estimates hold a non-finite value".to_string())
+        })
+}
 
 /// The RNG of batch `step` (0-based): the seed's ChaCha stream `step + 1` (stream 0 initialises
 /// the network). Every batch is a function of the seed and its index only, so a resumed run
@@ -65,6 +118,21 @@ pub fn batch_rng(seed: u64, step: usize) -> FmRng {
 ///
 /// Deterministic: the same seed gives bit-identical weights for any number of threads, and a
 /// run resumed from a checkpoint is bit-identical to an uninterrupted one.
+///
+/// **Divergence rule.** A training state is *sane* when its weights, EMA weights and Adam moments
+/// are finite, no weight (or EMA weight) exceeds [`MAX_ABS_WEIGHT`] in absolute value, and the
+/// loss those weights give is finite and at most [`DIVERGENCE_FACTOR`] × the *reference loss* (the
+/// loss of the run's first step, stored in every checkpoint, so a resumed run keeps the same
+/// reference; a checkpoint without it falls back to the first loss of its saved history). Every
+/// step's loss is checked before its update; a checkpoint of step `s` is written only once the
+/// loss of step `s + 1` — computed with exactly the checkpoint's weights — has passed (the last
+/// one after a loss evaluation of the final weights on the next batch), so a checkpoint on disk
+/// is always sane. A broken rule ends the run with [`TrainError::NonFiniteLoss`], which names the
+/// last good checkpoint; no model is returned. A resumed checkpoint that is not sane is refused.
+///
+/// **Stopping.** [`Trainer::stop_flag`] gives the trainer an `AtomicBool`; once it is set, the
+/// run finishes its current step, writes a checkpoint (when a checkpoint path is set) and
+/// returns the model so far with [`TrainOutcome::interrupted`] set.
 ///
 /// ```
 /// use fm_train::{ArchConfig, MatcherSpec, Objective, Trainer, TrainParams};
@@ -88,6 +156,7 @@ pub struct Trainer {
     params: ValidTrainParams,
     checkpoint: Option<PathBuf>,
     resume: bool,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Trainer {
@@ -131,6 +200,7 @@ impl Trainer {
             params,
             checkpoint: None,
             resume: false,
+            stop: None,
         })
     }
 
@@ -144,6 +214,44 @@ impl Trainer {
     pub fn resume(mut self, resume: bool) -> Self {
         self.resume = resume;
         self
+    }
+
+    /// Stops the run early once `flag` is set (e.g. by a Ctrl-C handler): the step under way is
+    /// finished, a checkpoint is written to the [checkpoint path](Trainer::checkpoint_path) if
+    /// one is set (whatever `checkpoint_every` says), and [`Trainer::run`] returns the model of
+    /// the steps done with [`TrainOutcome::interrupted`] set. Resuming that checkpoint with the
+    /// same settings gives a model bit-identical to an uninterrupted run's.
+    ///
+    /// ```
+    /// use fm_train::{ArchConfig, MatcherSpec, Objective, Trainer, TrainParams};
+    /// use std::sync::{Arc, atomic::{AtomicBool, Ordering}};
+    /// let target = fm_data::Dataset::parse("moons", None).unwrap();
+    /// let source = fm_data::Dataset::parse("gaussian", Some(2)).unwrap();
+    /// let params = TrainParams::default().steps(50).batch(16).check().unwrap();
+    /// let matcher = MatcherSpec::parse("icfm", Some(0.1), None, None).unwrap();
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// let trainer = Trainer::new(source, target, matcher, Objective::Flow, ArchConfig::default(), params)
+    ///     .unwrap()
+    ///     .stop_flag(stop.clone());
+    /// let out = trainer
+    ///     .run(&mut |p| if p.step == 7 { stop.store(true, Ordering::SeqCst) })
+    ///     .unwrap();
+    /// assert!(out.interrupted);
+    /// assert_eq!(out.model.config.steps_done, 7);
+    /// ```
+    pub fn stop_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// The network's architecture (`dim` set to the data's dimension).
+    pub fn arch(&self) -> &ArchConfig {
+        &self.arch
+    }
+
+    /// The matcher.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
     }
 
     fn identity(&self) -> RunIdentity {
@@ -212,6 +320,7 @@ impl Trainer {
         };
         let mut start = 0;
         let mut history: Vec<(usize, f64)> = Vec::new();
+        let mut reference_loss: Option<f64> = None;
         if self.resume {
             let path = self
                 .checkpoint
@@ -248,17 +357,59 @@ impl Trainer {
             ema = ck.state.ema;
             start = ck.state.step;
             history = ck.state.loss_history;
+            // Checkpoints written before the reference was stored: the first logged loss.
+            reference_loss = ck.state.reference_loss.or(history.first().map(|h| h.1));
+            if reference_loss.is_none() && start > 0 {
+                return Err(TrainError::bad_file(
+                    path,
+                    "the checkpoint holds no reference loss for the divergence rule (it was written by an older fm before its first logged step): delete it and train again",
+                ));
+            }
+            if let Some(why) = state_rule(&mlp, ema.as_ref(), &adam)
+                .or_else(|| reference_loss.and_then(|r| loss_rule(r, r)))
+            {
+                return Err(TrainError::bad_file(
+                    path,
+                    format!(
+                        "the checkpoint's training state has diverged ({why}) and cannot be resumed; delete it and train again with a smaller --lr"
+                    ),
+                ));
+            }
         }
 
         let started = Instant::now();
         let mut grads = Grads::zeros(&mlp);
         let mut last_loss = f64::NAN;
-        let mut last_good: Option<usize> = None;
-        let mut first_loss: Option<f64> = history.first().map(|h| h.1);
+        let mut last_good: Option<usize> = self.resume.then_some(start);
         let mut written = 0;
+        let mut done = start;
+        let mut interrupted = false;
+        // A checkpoint waiting for the next step's loss (computed with its weights) to pass the
+        // divergence rule before it is written.
+        let mut pending: Option<Checkpoint> = None;
         let every = p.checkpoint_every.filter(|_| self.checkpoint.is_some());
+        let stop_requested = || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        let snapshot = |step: usize,
+                        mlp: &Mlp,
+                        adam: &Adam,
+                        ema: &Option<Ema>,
+                        history: &[(usize, f64)],
+                        reference_loss: Option<f64>| Checkpoint {
+            state: CheckpointState {
+                format_version: CHECKPOINT_FORMAT_VERSION,
+                crate_version: env!("CARGO_PKG_VERSION").into(),
+                identity: identity.clone(),
+                step,
+                loss_history: history.to_vec(),
+                reference_loss,
+                adam: adam.clone(),
+                ema: ema.clone(),
+                next_batch_rng: batch_rng(p.seed, step),
+            },
+            params: mlp.params().to_vec(),
+        };
 
-        let mut train_step = |k: usize, batch: Batch| -> Result<(), TrainError> {
+        let mut train_step = |k: usize, batch: Batch| -> Result<ControlFlow<()>, TrainError> {
             let step = k + 1;
             let loss = match mlp.loss_and_grad_into(
                 batch.t.view(),
@@ -268,43 +419,46 @@ impl Trainer {
             ) {
                 Ok(l) => l,
                 Err(AutogradError::NonFinite { value, .. }) => {
-                    return Err(self.diverged(step, value, last_good));
+                    return Err(self.diverged(
+                        step,
+                        value,
+                        format!("the loss is {value}"),
+                        last_good,
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             };
-            let reference = *first_loss.get_or_insert(loss);
-            if loss > DIVERGENCE_FACTOR * reference.max(f64::MIN_POSITIVE) {
-                return Err(self.diverged(step, loss, last_good));
+            let reference = *reference_loss.get_or_insert(loss);
+            if let Some(why) = loss_rule(loss, reference) {
+                return Err(self.diverged(step, loss, why, last_good));
             }
-            adam.step(&mut mlp, &grads)?;
+            // This loss was computed with the weights of step `k`: their checkpoint is sane.
+            if let (Some(ck), Some(path)) = (pending.take(), self.checkpoint.as_deref()) {
+                ck.save(path)?;
+                written += 1;
+                last_good = Some(ck.state.step);
+            }
+            match adam.step(&mut mlp, &grads) {
+                Err(AutogradError::NonFinite { what, value, .. }) => {
+                    let why = format!("the {what} is {value}");
+                    return Err(self.diverged(step, loss, why, last_good));
+                }
+                r => r?,
+            }
             if let Some(e) = ema.as_mut() {
                 e.update(&mlp)?;
             }
             last_loss = loss;
+            done = step;
             if step % p.log_every == 0 || step == p.steps {
                 history.push((step, loss));
             }
-            if let (Some(every), Some(path)) = (every, self.checkpoint.as_deref()) {
-                if step % every == 0 || step == p.steps {
-                    if !mlp.params().iter().all(|v| v.is_finite()) {
-                        return Err(self.diverged(step, f64::NAN, last_good));
+            if let Some(every) = every {
+                if step % every == 0 && step != p.steps {
+                    if let Some(why) = state_rule(&mlp, ema.as_ref(), &adam) {
+                        return Err(self.diverged(step, f64::NAN, why, last_good));
                     }
-                    let ck = Checkpoint {
-                        state: CheckpointState {
-                            format_version: CHECKPOINT_FORMAT_VERSION,
-                            crate_version: env!("CARGO_PKG_VERSION").into(),
-                            identity: identity.clone(),
-                            step,
-                            loss_history: history.clone(),
-                            adam: adam.clone(),
-                            ema: ema.clone(),
-                            next_batch_rng: batch_rng(p.seed, step),
-                        },
-                        params: mlp.params().to_vec(),
-                    };
-                    ck.save(path)?;
-                    written += 1;
-                    last_good = Some(step);
+                    pending = Some(snapshot(step, &mlp, &adam, &ema, &history, reference_loss));
                 }
             }
             on_step(&Progress {
@@ -313,7 +467,11 @@ impl Trainer {
                 loss,
                 elapsed: started.elapsed().as_secs_f64(),
             });
-            Ok(())
+            if stop_requested() && step < p.steps {
+                interrupted = true;
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(ControlFlow::Continue(()))
         };
 
         if p.threads >= 2 && p.steps - start > 1 {
@@ -332,17 +490,48 @@ impl Trainer {
         } else {
             for k in start..p.steps {
                 let batch = self.batch(k)?;
-                train_step(k, batch)?;
+                if train_step(k, batch)?.is_break() {
+                    break;
+                }
+            }
+        }
+        if done == start {
+            // Resumed from a checkpoint of the last step (or stopped at once): report its loss.
+            last_loss = history.last().map_or(f64::NAN, |h| h.1);
+        }
+        // The final state: sane weights, and a sane loss of these very weights on the next batch.
+        if let Some(why) = state_rule(&mlp, ema.as_ref(), &adam) {
+            return Err(self.diverged(done, f64::NAN, why, last_good));
+        }
+        let next = self.batch(done)?;
+        let final_check = mlp.loss_and_grad_into(
+            next.t.view(),
+            next.x_t.view(),
+            next.target.view(),
+            &mut grads,
+        );
+        let check_loss = match final_check {
+            Ok(l) => l,
+            Err(AutogradError::NonFinite { value, .. }) => value,
+            Err(e) => return Err(e.into()),
+        };
+        let reference = *reference_loss.get_or_insert(check_loss);
+        if let Some(why) = loss_rule(check_loss, reference) {
+            return Err(self.diverged(
+                done,
+                check_loss,
+                format!("the trained weights fail on a fresh batch: {why}"),
+                last_good,
+            ));
+        }
+        if let Some(path) = self.checkpoint.as_deref() {
+            let due = every.is_some() || interrupted;
+            if due && done > start {
+                snapshot(done, &mlp, &adam, &ema, &history, reference_loss).save(path)?;
+                written += 1;
             }
         }
         let wall_seconds = started.elapsed().as_secs_f64();
-        if start == p.steps {
-            // Resumed from a checkpoint of the last step: nothing ran, report its loss.
-            last_loss = history.last().map_or(f64::NAN, |h| h.1);
-        }
-        if !mlp.params().iter().all(|v| v.is_finite()) {
-            return Err(self.diverged(p.steps, f64::NAN, last_good));
-        }
         let config = ModelConfig {
             format: MODEL_FORMAT.into(),
             format_version: MODEL_FORMAT_VERSION,
@@ -353,7 +542,7 @@ impl Trainer {
             training: p.params().clone(),
             source: self.source.name(),
             target: self.target.name(),
-            steps_done: p.steps,
+            steps_done: done,
             loss_history: history,
             has_ema: ema.is_some(),
         };
@@ -364,24 +553,35 @@ impl Trainer {
                 ema: ema.map(|e| e.weights().clone()),
             },
             start_step: start,
-            steps_run: p.steps - start,
+            steps_run: done - start,
             wall_seconds,
             final_loss: last_loss,
             checkpoints_written: written,
+            interrupted,
         })
     }
 
-    fn diverged(&self, step: usize, loss: f64, last_good: Option<usize>) -> TrainError {
+    fn diverged(
+        &self,
+        step: usize,
+        loss: f64,
+        reason: String,
+        last_good: Option<usize>,
+    ) -> TrainError {
         let checkpoint_note = match (last_good, self.checkpoint.as_deref()) {
             (Some(s), Some(path)) => format!(
                 "; the last good checkpoint (step {s}) is intact at {}: continue it with --resume and a smaller --lr",
                 path.display()
             ),
+            (None, Some(_)) if self.params.checkpoint_every.is_some() => {
+                "; no checkpoint passed the divergence rule, so none was written: train again from the start".to_string()
+            }
             _ => String::new(),
         };
         TrainError::NonFiniteLoss {
             step,
             loss,
+            reason,
             suggested_lr: self.params.lr / 10.0,
             checkpoint_note,
         }

@@ -107,7 +107,7 @@ fn resumed_run_is_bit_identical_to_uninterrupted() {
 }
 
 #[test]
-fn divergence_names_the_step_and_keeps_the_last_checkpoint() {
+fn divergence_names_the_step_and_writes_no_exploded_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("m.ckpt");
     let p = TrainParams::default()
@@ -125,21 +125,13 @@ fn divergence_names_the_step_and_keeps_the_last_checkpoint() {
         msg.contains(&format!("step {step}")) && msg.contains("--lr"),
         "{msg}"
     );
-    assert!(msg.contains("intact"), "{msg}");
     assert!(!err.is_invalid_input());
-    // The checkpoint of the last good step loads and resumes (with a sane lr) to the end.
-    let ok = train(
-        "icfm",
-        TrainParams::default()
-            .batch(32)
-            .steps(*step + 5)
-            .lr(1e-3)
-            .checkpoint_every(Some(1)),
-        Some(&ck),
-        true,
-    )
-    .unwrap();
-    assert_eq!(ok.start_step, step - 1);
+    // The weights after step 1 already gave the exploded loss of step 2: no checkpoint is
+    // called good, and none is left on disk (tests/stop_and_divergence.rs resumes the ones left
+    // at smaller learning rates).
+    assert_eq!(*step, 2, "{msg}");
+    assert!(msg.contains("none was written"), "{msg}");
+    assert!(!ck.exists());
 }
 
 #[test]
