@@ -325,7 +325,26 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
         path: path.to_path_buf(),
         source,
     };
-    // A symlink is followed: its target is replaced, the link stays.
+    let (target, mut tmp) = open_target(path)?;
+    write_body(tmp.as_file_mut(), format, x, path)?;
+    #[cfg(unix)]
+    {
+        // Temporary files are created private (0600); a data file is an ordinary file.
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err)?;
+    }
+    tmp.as_file().sync_all().map_err(io_err)?;
+    tmp.persist(&target).map_err(|e| io_err(e.error))?;
+    Ok(())
+}
+
+/// The file a write to `path` replaces (a symlink's target; the link stays) and a fresh temporary
+/// file beside it (random name, created exclusively, removed when dropped unpersisted). An
+/// existing non-regular file is never replaced ([`DataError::NotAFile`]); a missing directory is
+/// a [`DataError::Io`] (a wrong path), any other failure a [`DataError::Write`].
+pub(crate) fn open_target(path: &Path) -> Result<(PathBuf, tempfile::NamedTempFile), DataError> {
     let target: PathBuf = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             std::fs::canonicalize(path).map_err(|_| DataError::Write {
@@ -349,7 +368,7 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".fm-data-")
         .suffix(".tmp")
         .tempfile_in(&dir)
@@ -362,21 +381,13 @@ pub fn write_points(path: impl AsRef<Path>, x: ArrayView2<f64>) -> Result<(), Da
                     source,
                 }
             } else {
-                io_err(source)
+                DataError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                }
             }
         })?;
-    write_body(tmp.as_file_mut(), format, x, path)?;
-    #[cfg(unix)]
-    {
-        // Temporary files are created private (0600); a data file is an ordinary file.
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(io_err)?;
-    }
-    tmp.as_file().sync_all().map_err(io_err)?;
-    tmp.persist(&target).map_err(|e| io_err(e.error))?;
-    Ok(())
+    Ok((target, tmp))
 }
 
 /// Writes the encoded points into `out` (buffered, flushed); errors are [`DataError::Write`]s

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 /// ```
 pub struct PointsWriter {
     path: PathBuf,
+    /// The file replaced at the end (`path`, or its target when `path` is a symlink).
+    target: PathBuf,
     format: Format,
     n: usize,
     d: usize,
@@ -52,20 +54,10 @@ impl PointsWriter {
                 reason: "write at least one point of dimension at least 1",
             });
         }
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".fm-data-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(|source| DataError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let (target, tmp) = crate::io::open_target(&path)?;
         let mut w = Self {
             path,
+            target,
             format,
             n,
             d,
@@ -86,7 +78,7 @@ impl PointsWriter {
     }
 
     fn io(&self, source: std::io::Error) -> DataError {
-        DataError::Io {
+        DataError::Write {
             path: self.path.clone(),
             source,
         }
@@ -131,7 +123,8 @@ impl PointsWriter {
             });
         }
         let path = self.path.clone();
-        let io = |source| DataError::Io {
+        let self_target = self.target.clone();
+        let io = |source| DataError::Write {
             path: path.clone(),
             source,
         };
@@ -144,7 +137,7 @@ impl PointsWriter {
                 .map_err(io)?;
         }
         tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
+        tmp.persist(&self_target).map_err(|e| io(e.error))?;
         Ok(())
     }
 }
