@@ -442,6 +442,9 @@ fn sample(a: SampleArgs) -> Result<Report> {
             .map(|t| output("--trajectory", t, Kind::Points)),
     );
     check_outputs(&[("--model", Some(&a.model))], &outs)?;
+    let mut written: Vec<&Path> = vec![&a.out];
+    written.extend(a.trajectory.as_deref());
+    crate::interrupt::install_quit(&written)?;
     let n = count("n", a.n, flow_matching::train::MAX_SAMPLES as i64)?;
     let model = load_model(&a.model)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };

@@ -1,4 +1,8 @@
-//! Ctrl-C (SIGINT) and SIGTERM during `fm train`.
+//! Ctrl-C (SIGINT) and SIGTERM.
+//!
+//! `fm sample` and `fm simulate` ([`install_quit`]) remove the temporary files of their
+//! unfinished outputs and exit with 130: outputs are written atomically, so an existing file is
+//! never replaced by a partial one. During `fm train` ([`install`]):
 //!
 //! The first signal asks the trainer to stop after the step under way
 //! ([`flow_matching::train::Trainer::stop_flag`]): it then writes a checkpoint and the model so
@@ -58,8 +62,7 @@ impl std::error::Error for Interrupted {}
 pub fn install(outputs: &[&Path]) -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let count = AtomicUsize::new(0);
-    let dirs: Vec<PathBuf> = outputs.iter().map(|p| dir_of(p)).collect();
-    let before: HashSet<PathBuf> = dirs.iter().flat_map(|d| listing(d)).collect();
+    let cleanup = TempCleanup::new(outputs);
     let set = flag.clone();
     ctrlc::set_handler(move || {
         if count.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -68,19 +71,53 @@ pub fn install(outputs: &[&Path]) -> Result<Arc<AtomicBool>> {
                 "\nstopping after the current step, then writing a checkpoint and the model (interrupt again to quit at once)"
             );
         } else {
-            for d in &dirs {
-                for f in listing(d) {
-                    if !before.contains(&f) && is_temp_name(&f) {
-                        let _ = std::fs::remove_file(&f);
-                    }
-                }
-            }
+            cleanup.run();
             eprintln!("interrupted again: quitting at once; the files on disk are the last complete ones");
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
     })
     .context("cannot install the Ctrl-C handler")?;
     Ok(flag)
+}
+
+/// Installs a SIGINT/SIGTERM handler for a command with nothing to save on the way out
+/// (`sample`, `likelihood`, `simulate`, …): the first signal removes the temporary files this
+/// run left in the directories of `outputs` (a half-written output never replaces a complete
+/// one: writes are atomic) and exits with [`EXIT_INTERRUPTED`].
+pub fn install_quit(outputs: &[&Path]) -> Result<()> {
+    let cleanup = TempCleanup::new(outputs);
+    ctrlc::set_handler(move || {
+        cleanup.run();
+        eprintln!("interrupted: quitting; no output was replaced by a partial file");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    })
+    .context("cannot install the Ctrl-C handler")
+}
+
+/// The temporary files to remove on a signal: files that appear in the outputs' directories
+/// after the handler was installed and look like the atomic writers' temporary files (hidden,
+/// with `tmp` in the name).
+struct TempCleanup {
+    dirs: Vec<PathBuf>,
+    before: HashSet<PathBuf>,
+}
+
+impl TempCleanup {
+    fn new(outputs: &[&Path]) -> Self {
+        let dirs: Vec<PathBuf> = outputs.iter().map(|p| dir_of(p)).collect();
+        let before = dirs.iter().flat_map(|d| listing(d)).collect();
+        Self { dirs, before }
+    }
+
+    fn run(&self) {
+        for d in &self.dirs {
+            for f in listing(d) {
+                if !self.before.contains(&f) && is_temp_name(&f) {
+                    let _ = std::fs::remove_file(&f);
+                }
+            }
+        }
+    }
 }
 
 fn dir_of(p: &Path) -> PathBuf {

@@ -143,6 +143,7 @@ fn simulate(a: SimulateArgs) -> Result<Report> {
         };
         check_out_dir(&out)?;
         safety::check_outputs(&[], &[safety::out("--out", &out, Kind::Points)])?;
+        crate::interrupt::install_quit(&[&out])?;
         let i = usize::try_from(i).unwrap_or(0);
         let samples = t.reference_posterior(i, n, &mut rng).map_err(sbi_err)?;
         write(&out, &samples, "the reference posterior samples")?;
@@ -174,6 +175,7 @@ fn simulate(a: SimulateArgs) -> Result<Report> {
                 safety::out("--out-x", &ox, Kind::Points),
             ],
         )?;
+        crate::interrupt::install_quit(&[&ot, &ox])?;
         let (theta, x) = t.simulate_pairs(n, &mut rng).map_err(sbi_err)?;
         write(&ot, &theta, "θ")?;
         write(&ox, &x, "x")?;

@@ -427,3 +427,98 @@ fn sampling_in_chunks_under_a_memory_limit_gives_the_same_bytes() {
     assert!(stderr(&o).contains("--n"), "{}", stderr(&o));
     assert!(!d.join("x.npy").exists());
 }
+
+/// Ctrl-C during `fm sample`: exit 130, the previous output file is untouched and the run's
+/// temporary file is gone (before the handler, the process died with the temporary file left in
+/// the output directory).
+#[test]
+fn ctrl_c_during_sampling_keeps_the_old_output_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = fm(
+        &[
+            "train",
+            "--target",
+            "moons",
+            "--steps",
+            "5",
+            "--batch",
+            "32",
+            "--hidden",
+            "16",
+            "--out",
+            "m.safetensors",
+            "--quiet",
+        ],
+        d,
+    );
+    assert!(t.status.success(), "{}", stderr(&t));
+    let s = fm(
+        &[
+            "sample",
+            "--model",
+            "m.safetensors",
+            "--n",
+            "10",
+            "--out",
+            "s.npy",
+        ],
+        d,
+    );
+    assert!(s.status.success(), "{}", stderr(&s));
+    let old = std::fs::read(d.join("s.npy")).unwrap();
+    // Long enough to be interrupted while the output is being written: many points, many steps.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fm"))
+        .args([
+            "sample",
+            "--model",
+            "m.safetensors",
+            "--n",
+            "20000000",
+            "--solver",
+            "euler",
+            "--steps",
+            "1000",
+            "--out",
+            "s.npy",
+            "--threads",
+            "1",
+        ])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp_files = || -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.') && n.contains("tmp"))
+            .collect()
+    };
+    let t0 = Instant::now();
+    while temp_files().is_empty() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("fm sample ended ({status}) before its temporary file appeared");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no temporary output file appeared within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "-INT");
+    let status = wait_with_timeout(&mut child, 60);
+    assert_eq!(status.code(), Some(130), "exit status {status}");
+    assert_eq!(
+        temp_files(),
+        Vec::<String>::new(),
+        "temporary files left behind"
+    );
+    assert_eq!(
+        std::fs::read(d.join("s.npy")).unwrap(),
+        old,
+        "the old output changed"
+    );
+}
