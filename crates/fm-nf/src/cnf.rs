@@ -1,10 +1,10 @@
 //! The continuous normalizing flow trained by maximum likelihood (FFJORD, Grathwohl et al., 2019).
 
-use crate::error::{NfError, Result, invalid};
+use crate::error::{Result, invalid};
 use crate::params::{GraphMlp, Layout, ParamSpec};
 use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
-use fm_core::{CoreError, LogDensity, StandardNormal};
+use fm_core::{LogDensity, StandardNormal};
 use fm_ode::ButcherTableau;
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::{Rng, RngCore};
@@ -327,10 +327,7 @@ impl MaxLikelihood for CnfMle {
         let p = self.layout.leaves(&mut g, &self.params);
         let xv = g.leaf(x.to_owned());
         let lp = self.log_prob_graph(&mut g, xv, &p, self.config.train_steps)?;
-        let mean = g.mean(lp)?;
-        let nll = g.scale(mean, -1.0)?;
-        let grads = g.backward(nll)?;
-        Ok((g.value(nll)[[0, 0]], self.layout.flatten(&grads, &p)))
+        self.layout.mean_nll_and_grad(&mut g, lp, &p)
     }
 }
 
@@ -340,13 +337,7 @@ impl LogDensity for CnfMle {
     }
 
     fn log_prob(&self, x: ArrayView2<f64>) -> fm_core::Result<Array1<f64>> {
-        self.log_density(x).map_err(|e| match e {
-            NfError::Core(c) => c,
-            other => CoreError::ShapeMismatch {
-                what: format!("cnf evaluation ({other})"),
-                expected: "a valid batch".into(),
-                found: format!("{:?}", x.dim()),
-            },
-        })
+        self.log_density(x)
+            .map_err(|e| e.into_core("cnf evaluation", x.dim()))
     }
 }

@@ -4,7 +4,7 @@ use crate::error::{NfError, Result, invalid};
 use crate::params::{GraphMlp, Layout, ParamSpec, ones_col};
 use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
-use fm_core::{CoreError, LogDensity, StandardNormal};
+use fm_core::{LogDensity, StandardNormal};
 use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -435,10 +435,7 @@ impl MaxLikelihood for CouplingFlow {
         let p = self.layout.leaves(&mut g, &self.params);
         let xv = g.leaf(x.to_owned());
         let lp = self.log_prob_graph(&mut g, xv, &p)?;
-        let mean = g.mean(lp)?;
-        let nll = g.scale(mean, -1.0)?;
-        let grads = g.backward(nll)?;
-        Ok((g.value(nll)[[0, 0]], self.layout.flatten(&grads, &p)))
+        self.layout.mean_nll_and_grad(&mut g, lp, &p)
     }
 
     fn prepare(&mut self, first_batch: ArrayView2<f64>) -> Result<()> {
@@ -455,13 +452,7 @@ impl LogDensity for CouplingFlow {
     }
 
     fn log_prob(&self, x: ArrayView2<f64>) -> fm_core::Result<Array1<f64>> {
-        self.log_density(x).map_err(|e| match e {
-            NfError::Core(c) => c,
-            other => CoreError::ShapeMismatch {
-                what: format!("coupling flow evaluation ({other})"),
-                expected: "a valid batch".into(),
-                found: format!("{:?}", x.dim()),
-            },
-        })
+        self.log_density(x)
+            .map_err(|e| e.into_core("coupling flow evaluation", x.dim()))
     }
 }

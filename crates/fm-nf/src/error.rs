@@ -84,3 +84,19 @@ pub(crate) fn invalid(name: &'static str, value: impl ToString, reason: impl ToS
         reason: reason.to_string(),
     }
 }
+
+impl NfError {
+    /// The error as the workspace's `CoreError`, for [`fm_core::LogDensity`] implementations:
+    /// a core error stays itself, any other is described in a shape error of `what` at a batch
+    /// of shape `dim`.
+    pub(crate) fn into_core(self, what: &str, dim: (usize, usize)) -> CoreError {
+        match self {
+            NfError::Core(c) => c,
+            other => CoreError::ShapeMismatch {
+                what: format!("{what} ({other})"),
+                expected: "a valid batch".into(),
+                found: format!("{dim:?}"),
+            },
+        }
+    }
+}

@@ -62,6 +62,21 @@ impl Layout {
             .collect()
     }
 
+    /// The mean negative log-likelihood of the per-point log-densities `lp` (an `(n, 1)` node of
+    /// `g`) and its gradient with respect to the parameter leaves `vars`, flattened in layout
+    /// order: the tail every model's `nll_and_grad` shares.
+    pub(crate) fn mean_nll_and_grad(
+        &self,
+        g: &mut Graph<f64>,
+        lp: Var,
+        vars: &[Var],
+    ) -> Result<(f64, Vec<f64>)> {
+        let mean = g.mean(lp)?;
+        let nll = g.scale(mean, -1.0)?;
+        let grads = g.backward(nll)?;
+        Ok((g.value(nll)[[0, 0]], self.flatten(&grads, vars)))
+    }
+
     /// The gradients of the leaves `vars` flattened in layout order (zeros where unused).
     pub(crate) fn flatten(&self, grads: &GradStore<f64>, vars: &[Var]) -> Vec<f64> {
         let mut out = vec![0.0; self.total];

@@ -1,10 +1,10 @@
 //! The residual flow (i-ResNet, Behrmann et al., 2019; Residual Flows, Chen et al., 2019).
 
-use crate::error::{NfError, Result, invalid};
+use crate::error::{Result, invalid};
 use crate::params::{GraphMlp, Layout, ParamSpec, ones_col};
 use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
-use fm_core::{CoreError, LogDensity, StandardNormal};
+use fm_core::{LogDensity, StandardNormal};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal as Gauss;
@@ -594,10 +594,7 @@ impl MaxLikelihood for ResidualFlow {
         let p = self.layout.leaves(&mut g, &self.params);
         let xv = g.leaf(x.to_owned());
         let lp = self.estimated_log_prob(&mut g, xv, &p, rng)?;
-        let mean = g.mean(lp)?;
-        let nll = g.scale(mean, -1.0)?;
-        let grads = g.backward(nll)?;
-        Ok((g.value(nll)[[0, 0]], self.layout.flatten(&grads, &p)))
+        self.layout.mean_nll_and_grad(&mut g, lp, &p)
     }
 }
 
@@ -607,13 +604,7 @@ impl LogDensity for ResidualFlow {
     }
 
     fn log_prob(&self, x: ArrayView2<f64>) -> fm_core::Result<Array1<f64>> {
-        self.log_density(x).map_err(|e| match e {
-            NfError::Core(c) => c,
-            other => CoreError::ShapeMismatch {
-                what: format!("residual flow evaluation ({other})"),
-                expected: "a valid batch".into(),
-                found: format!("{:?}", x.dim()),
-            },
-        })
+        self.log_density(x)
+            .map_err(|e| e.into_core("residual flow evaluation", x.dim()))
     }
 }
