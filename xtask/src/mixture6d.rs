@@ -995,7 +995,11 @@ fn table(
     let _ = writeln!(
         s,
         "\nTest set's own mean true log-density: {test_ll:.2}. TorchCFM's \"mean − floor\" is against \
-         its own split's floor ({TORCH_FLOOR:.3}); ours against this split's floor ({:.3}).",
+         its own split's floor ({TORCH_FLOOR:.3}); ours against this split's floor ({:.3}). \
+         TorchCFM's row is quoted, not rerun: measured (section above) by `python torch_train.py SEED \
+         runs/torch-base-sSEED.pt` (SEED = 0, 1, 2) and `python evaluate.py --floor \
+         runs/torch-base-s{{0,1,2}}.pt` in `/work/exp-g/` (RK4, 100 steps, POT's exact emd2, five \
+         draws of {EVAL_N}).",
         floor.0
     );
     let mut ours_w = [0.0; K];
