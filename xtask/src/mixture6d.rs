@@ -668,9 +668,16 @@ fn write_csv(path: &Path, rows: &[[f64; D]]) -> Result<()> {
 fn read_csv(path: &Path) -> Result<Vec<[f64; D]>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // `fm sample` writes a header line (`x0,x1,…`); a first line that is not numbers is one.
+    let is_header = |l: &str| {
+        l.split(',')
+            .next()
+            .is_some_and(|f| f.trim().parse::<f64>().is_err())
+    };
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
+        .filter(|(i, l)| !(*i == 0 && is_header(l)))
         .map(|(i, l)| {
             let v: Vec<f64> = l
                 .split(',')
@@ -1190,6 +1197,12 @@ mod tests {
         let rows = Mixture::new().unwrap().draw(100, 9);
         write_csv(&p, &rows).unwrap();
         assert_eq!(read_csv(&p).unwrap(), rows);
+        // A header line (as `fm sample` writes) is skipped; a bad row later is an error.
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, format!("x0,x1,x2,x3,x4,x5\n{text}")).unwrap();
+        assert_eq!(read_csv(&p).unwrap(), rows);
+        std::fs::write(&p, format!("{text}x0,1,2,3,4,5\n")).unwrap();
+        assert!(read_csv(&p).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
