@@ -5,8 +5,12 @@
 //! * `cargo xtask reproduce [--quick] [--seeds N] [--out docs/results.md]`: the 2-D table of
 //!   Tong et al. (AISTATS 2024) and the flow-matching vs score-matching comparison, through the
 //!   `fm` binary.
+//! * `cargo xtask reproduce --task mixture6d [--full | --steps N] [--seeds N] [--out FILE]`: I-CFM
+//!   on a 6-D Gaussian mixture beside TorchCFM's measured figure (issue 20), into
+//!   `docs/results-6d.md`.
 
 mod bench;
+mod mixture6d;
 mod plot;
 mod reproduce;
 
@@ -20,6 +24,9 @@ tasks:
   bench [--quick] [--collect-only] [--out FILE]\n                                            run the criterion benches (or only summarise\n                                            stored results), print one summary table
   reproduce [--quick] [--seeds N] [--jobs J] [--reuse] [--only TASK] [--out FILE]
                                             reproduce the published 2-D results table
+  reproduce --task mixture6d [--full | --steps N] [--seeds N] [--out FILE]
+                                            I-CFM on a 6-D mixture beside TorchCFM (default
+                                            1,000 steps; --full: 20,000) into docs/results-6d.md
   help                                      this text";
 
 fn main() -> Result<()> {

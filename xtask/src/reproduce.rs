@@ -141,6 +141,11 @@ struct RunResult {
 }
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
+    match flag_value(args, "--task")?.as_deref() {
+        None => {}
+        Some("mixture6d") => return crate::mixture6d::run(args),
+        Some(other) => bail!("unknown reproduce task `{other}`; the tasks are: mixture6d"),
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let seeds = match flag_value(args, "--seeds")? {
         Some(s) => s.parse().context("--seeds takes a whole number")?,
@@ -217,7 +222,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 /// Runs `fm` with `args` and returns the JSON object on the last line of its stdout.
-fn fm_json(fm: &Path, args: &[String]) -> Result<serde_json::Value> {
+pub(crate) fn fm_json(fm: &Path, args: &[String]) -> Result<serde_json::Value> {
     let output = Command::new(fm)
         .args(args)
         .arg("--json")
