@@ -519,7 +519,7 @@ const END: &str = "<!-- cargo xtask reproduce --task mixture6d: end -->";
 /// TorchCFM 1.0.7's measured figures at the full budget (docs/results-6d.md): W2 of seeds 0, 1, 2
 /// averaged over five source draws, the largest weight error per seed (pp), the component
 /// weights averaged over the three seeds, the mean true log-density of the samples, and the
-/// floor on that data. Measured on the numpy-drawn split of `/work/exp-g/gen_mixture.py`.
+/// floor on that data. Measured on the numpy-drawn split of `scripts/mixture6d/gen_mixture.py`.
 const TORCH_W2: [f64; 3] = [1.057, 1.346, 1.134];
 const TORCH_MAX_ERR_PP: [f64; 3] = [2.86, 3.18, 2.95];
 const TORCH_WEIGHTS: [f64; K] = [
@@ -1005,7 +1005,7 @@ fn table(
          its own split's floor ({TORCH_FLOOR:.3}); ours against this split's floor ({:.3}). \
          TorchCFM's row is quoted, not rerun: measured (section above) by `python torch_train.py SEED \
          runs/torch-base-sSEED.pt` (SEED = 0, 1, 2) and `python evaluate.py --floor \
-         runs/torch-base-s{{0,1,2}}.pt` in `/work/exp-g/` (RK4, 100 steps, POT's exact emd2, five \
+         runs/torch-base-s{{0,1,2}}.pt` in `scripts/mixture6d/` (RK4, 100 steps, POT's exact emd2, five \
          draws of {EVAL_N}).",
         floor.0
     );
