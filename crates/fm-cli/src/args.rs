@@ -67,8 +67,8 @@ pub struct TrainArgs {
     /// Residual flow: Hutchinson probes per row of the log-determinant estimator (default 1).
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub probes: Option<i64>,
-    /// Residual flow: log-determinant estimator, roulette[:MIN,P] (unbiased, default roulette:2,0.5)
-    /// or truncated:N (the first N series terms).
+    /// Residual flow: log-determinant estimator, `roulette[:MIN,P]` (unbiased, default `roulette:2,0.5`)
+    /// or `truncated:N` (the first N series terms).
     #[arg(long, value_name = "SPEC")]
     pub estimator: Option<String>,
     /// Residual flow: Lipschitz constant c < 1 of each block (default 0.9).

@@ -526,3 +526,53 @@ pub fn likelihood(a: &LikelihoodArgs, flow: &Flow) -> Result<Report> {
     r.insert("seconds".into(), json!(secs));
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimator_specs_parse_to_their_settings_and_bad_ones_name_the_flag() {
+        assert_eq!(
+            estimator("truncated:7").unwrap(),
+            LogDetEstimator::Truncated { terms: 7 }
+        );
+        assert_eq!(
+            estimator(" Roulette:3,0.25 ").unwrap(),
+            LogDetEstimator::RussianRoulette {
+                min_terms: 3,
+                p: 0.25
+            }
+        );
+        assert_eq!(
+            estimator("roulette").unwrap(),
+            LogDetEstimator::RussianRoulette {
+                min_terms: 2,
+                p: 0.5
+            }
+        );
+        for bad in [
+            "truncated",
+            "truncated:x",
+            "roulette:3",
+            "roulette:a,b",
+            "series:2",
+        ] {
+            let e = estimator(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("--estimator {bad}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn flags_are_spelled_as_on_the_command_line() {
+        assert_eq!(flag("max_grad_norm"), "--max-grad-norm");
+        assert_eq!(flag("matcher"), "--matcher");
+        assert_eq!(activation("Tanh").unwrap(), Activation::Tanh);
+        assert!(
+            activation("sine")
+                .unwrap_err()
+                .to_string()
+                .contains("--activation sine")
+        );
+    }
+}
