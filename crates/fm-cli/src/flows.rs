@@ -170,8 +170,12 @@ impl Flow {
 }
 
 /// The normalizing flow in `path`, or `None` for a file that names no normalizing-flow kind
-/// (a flow-matching model, or a file the flow-matching loader will explain).
+/// (a flow-matching model, or a file the flow-matching loader will explain). Only a regular
+/// file is opened here: a FIFO or a device is left to that loader, which refuses it.
 pub fn load(path: &Path) -> Result<Option<Flow>> {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
     let Ok(Some(kind)) = nf::model_kind(path) else {
         return Ok(None);
     };
