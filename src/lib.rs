@@ -18,12 +18,14 @@
 //! | [`metrics`] | `fm-metrics` | W2, MMD, likelihood, path energy |
 //! | [`train`] | `fm-train` | matchers, trainer, model files |
 //! | [`sbi`] | `fm-sbi` | simulation-based inference tasks and reference posteriors |
+//! | [`nf`] | `fm-nf` | normalizing flows by maximum likelihood: coupling, residual, CNF |
 
 pub use fm_autograd as autograd;
 pub use fm_core as core;
 pub use fm_couplings as couplings;
 pub use fm_data as data;
 pub use fm_metrics as metrics;
+pub use fm_nf as nf;
 pub use fm_ode as ode;
 pub use fm_paths as paths;
 pub use fm_sbi as sbi;
@@ -75,6 +77,9 @@ pub enum Error {
     /// From `fm-sbi`.
     #[error(transparent)]
     Sbi(#[from] fm_sbi::SbiError),
+    /// From `fm-nf`.
+    #[error(transparent)]
+    Nf(#[from] fm_nf::NfError),
 }
 
 #[cfg(test)]
@@ -98,5 +103,12 @@ mod tests {
         assert!(matches!(wrap(c), Error::Coupling(_)));
         let d = fm_data::Dataset::parse("no-such-set", None).unwrap_err();
         assert!(matches!(wrap(d), Error::Data(_)));
+        let nf = fm_nf::TrainConfig {
+            steps: 0,
+            ..Default::default()
+        }
+        .check()
+        .unwrap_err();
+        assert!(matches!(wrap(nf), Error::Nf(_)));
     }
 }

@@ -57,6 +57,33 @@ pub enum Command {
 /// `fm train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    /// Model kind: fm (flow matching, the default), or a normalizing flow trained by maximum
+    /// likelihood on --target from N(0, I): coupling (RealNVP), residual (i-ResNet), cnf-mle (FFJORD).
+    #[arg(long, default_value = "fm", value_name = "KIND")]
+    pub model: String,
+    /// Normalizing flows: coupling layers or residual blocks (default 8 coupling, 4 residual).
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub layers: Option<i64>,
+    /// Residual flow: Hutchinson probes per row of the log-determinant estimator (default 1).
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub probes: Option<i64>,
+    /// Residual flow: log-determinant estimator, `roulette[:MIN,P]` (unbiased, default `roulette:2,0.5`)
+    /// or `truncated:N` (the first N series terms).
+    #[arg(long, value_name = "SPEC")]
+    pub estimator: Option<String>,
+    /// Residual flow: Lipschitz constant c < 1 of each block (default 0.9).
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
+    pub lipschitz: Option<f64>,
+    /// CNF-MLE: the fixed-step Runge–Kutta method of the training solve: euler, midpoint, heun,
+    /// ralston, ssprk3, rk4 (default rk4).
+    #[arg(long, value_name = "NAME")]
+    pub cnf_solver: Option<String>,
+    /// CNF-MLE: steps of the solve recorded for training (default 8).
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub solver_steps: Option<i64>,
+    /// CNF-MLE: steps of the solve for likelihoods and sampling (default 32).
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub eval_steps: Option<i64>,
     /// Source dataset: a built-in name (`fm datasets`) or a .csv/.npy file; `gaussian` takes the target's dimension.
     #[arg(long, default_value = "gaussian", value_name = "SPEC")]
     pub source: String,

@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> Result<Report> {
 }
 
 /// A positive count from a signed flag value.
-fn count(name: &str, v: i64, max: i64) -> Result<usize> {
+pub(crate) fn count(name: &str, v: i64, max: i64) -> Result<usize> {
     if v < 1 || v > max {
         bail!(input(format!(
             "invalid --{name} {v}: give a whole number between 1 and {max}"
@@ -70,7 +70,7 @@ fn in_pool<T: Send>(threads_flag: Option<i64>, f: impl FnOnce() -> Result<T> + S
     pool.install(f)
 }
 
-fn parse_hidden(s: &str) -> Result<Vec<usize>> {
+pub(crate) fn parse_hidden(s: &str) -> Result<Vec<usize>> {
     let s = s.trim();
     if s.is_empty() || s == "none" {
         return Ok(Vec::new());
@@ -202,6 +202,9 @@ fn run_training(setup: &TrainSetup, quiet: bool) -> Result<TrainOutcome> {
 }
 
 fn train(a: TrainArgs, json: bool) -> Result<Report> {
+    if a.model != "fm" || crate::flows::given_any(crate::flows::NF_ONLY) {
+        return crate::flows::train(&a, json);
+    }
     check_out_dir(&a.out)?;
     let checkpoint = if a.checkpoint_every.is_some() || a.resume || a.checkpoint.is_some() {
         Some(
@@ -446,6 +449,9 @@ fn sample(a: SampleArgs) -> Result<Report> {
     written.extend(a.trajectory.as_deref());
     crate::interrupt::install_quit(&written)?;
     let n = count("n", a.n, flow_matching::train::MAX_SAMPLES as i64)?;
+    if let Some(flow) = crate::flows::load(&a.model)? {
+        return crate::flows::sample(&a, &flow, n);
+    }
     let model = load_model(&a.model)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
@@ -536,11 +542,11 @@ fn sample_budget(model: &TrainedModel, opts: &SampleOptions) -> Result<usize> {
 /// row indices.
 const SAMPLES_STREAM: u64 = 0;
 const TARGET_STREAM: u64 = 1;
-const LIKELIHOOD_STREAM: u64 = 2;
+pub(crate) const LIKELIHOOD_STREAM: u64 = 2;
 
 /// `n` rows of `x` without replacement (all of them if it has at most `n`), seeded, from RNG
 /// stream `stream`.
-fn subsample(x: Array2<f64>, n: usize, seed: u64, stream: u64) -> Array2<f64> {
+pub(crate) fn subsample(x: Array2<f64>, n: usize, seed: u64, stream: u64) -> Array2<f64> {
     if x.nrows() <= n {
         return x;
     }
@@ -551,7 +557,12 @@ fn subsample(x: Array2<f64>, n: usize, seed: u64, stream: u64) -> Array2<f64> {
 }
 
 /// The target's points for comparison: `n` fresh draws from a built-in, or the file's points.
-fn target_points(spec: &str, n: usize, dim: Option<usize>, seed: u64) -> Result<Array2<f64>> {
+pub(crate) fn target_points(
+    spec: &str,
+    n: usize,
+    dim: Option<usize>,
+    seed: u64,
+) -> Result<Array2<f64>> {
     let ds = Dataset::parse(spec, dim).with_context(|| format!("--target {spec}"))?;
     safety::check_dataset("--target", spec, &ds)?;
     Ok(match &ds {
@@ -563,13 +574,13 @@ fn target_points(spec: &str, n: usize, dim: Option<usize>, seed: u64) -> Result<
     })
 }
 
-struct Figures {
-    w2: f64,
-    mmd: f64,
-    n: usize,
+pub(crate) struct Figures {
+    pub(crate) w2: f64,
+    pub(crate) mmd: f64,
+    pub(crate) n: usize,
 }
 
-fn compare(samples: &Array2<f64>, target: &Array2<f64>) -> Result<Figures> {
+pub(crate) fn compare(samples: &Array2<f64>, target: &Array2<f64>) -> Result<Figures> {
     let n = samples.nrows().min(target.nrows());
     let (a, b) = (
         samples.slice_axis(Axis(0), Slice::from(..n)),
@@ -602,6 +613,9 @@ fn eval(a: EvalArgs) -> Result<Report> {
     let Some(model_path) = &a.model else {
         bail!(input("give --samples FILE or --model MODEL"));
     };
+    if let Some(flow) = crate::flows::load(model_path)? {
+        return crate::flows::eval(&a, &flow, n, r);
+    }
     let model = load_model(model_path)?;
     let dim = model.config.architecture.dim;
     let opts = sample_options(&a.solver, n, a.seed, 0, !a.no_ema)?;
@@ -655,6 +669,9 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
             &[("--model", Some(&a.model)), ("--data", data.as_deref())],
             &[output("--out", o, Kind::Points)],
         )?;
+    }
+    if let Some(flow) = crate::flows::load(&a.model)? {
+        return crate::flows::likelihood(&a, &flow);
     }
     let model = load_model(&a.model)?;
     let dim = model.config.architecture.dim;

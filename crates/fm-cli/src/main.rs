@@ -13,12 +13,12 @@
 mod args;
 mod budget;
 mod commands;
+mod flows;
 mod interrupt;
 mod plot;
 mod safety;
 mod simulate;
 
-use clap::Parser;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -164,7 +164,10 @@ fn main() -> ExitCode {
             "error: internal error ({msg}); this is a bug in fm, please report it with the command you ran"
         );
     }));
-    let cli = args::Cli::parse();
+    let matches = <args::Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <args::Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+        .unwrap_or_else(|e| e.exit());
+    flows::record_given(&matches);
     let json = cli.json;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commands::run(cli)));
     match result {
