@@ -29,12 +29,14 @@
 mod density;
 mod error;
 mod field;
+mod file;
 pub mod rng;
 pub mod shape;
 
 pub use density::{LogDensity, StandardNormal};
 pub use error::CoreError;
 pub use field::{FnField, VectorField, finite_difference_divergence};
+pub use file::{ReadFileError, read_regular_file};
 
 /// Result alias of this crate.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

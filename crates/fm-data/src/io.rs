@@ -3,7 +3,7 @@
 use crate::DataError;
 use ndarray::{Array2, ArrayView2};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The largest data file [`read_points`] reads: 4 GiB (half a billion `f64` values as `.npy`).
@@ -61,37 +61,21 @@ pub fn read_points(path: impl AsRef<Path>) -> Result<Array2<f64>, DataError> {
         path: path.to_path_buf(),
         source,
     };
-    // Check before opening: opening a FIFO blocks, and a device such as /dev/zero never ends.
-    let check = |meta: &std::fs::Metadata| {
-        if !meta.is_file() {
-            return Err(DataError::NotAFile {
+    // The shared bounded read: metadata checked before opening (a FIFO would block, a device
+    // such as /dev/zero never ends) and again on the opened file.
+    let bytes = fm_core::read_regular_file(path, MAX_FILE_BYTES).map_err(|e| match e {
+        fm_core::ReadFileError::Io(e) => io_err(e),
+        fm_core::ReadFileError::Directory | fm_core::ReadFileError::NotRegular => {
+            DataError::NotAFile {
                 path: path.to_path_buf(),
-            });
+            }
         }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(DataError::TooLarge {
-                path: path.to_path_buf(),
-                size: meta.len(),
-                limit: MAX_FILE_BYTES,
-            });
-        }
-        Ok(())
-    };
-    check(&std::fs::metadata(path).map_err(io_err)?)?;
-    let file = std::fs::File::open(path).map_err(io_err)?;
-    let meta = file.metadata().map_err(io_err)?;
-    check(&meta)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(DataError::TooLarge {
+        fm_core::ReadFileError::TooLarge { size, .. } => DataError::TooLarge {
             path: path.to_path_buf(),
-            size: bytes.len() as u64,
+            size,
             limit: MAX_FILE_BYTES,
-        });
-    }
+        },
+    })?;
     match format {
         Format::Csv => parse_csv(path, &bytes),
         Format::Npy => parse_npy(path, &bytes),

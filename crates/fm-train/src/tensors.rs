@@ -261,45 +261,26 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, TrainError> {
         }
         _ => TrainError::io(path, e),
     };
-    let check = |meta: &std::fs::Metadata| {
-        if meta.is_dir() {
-            return Err(TrainError::bad_file(
-                path,
-                "is a directory, not a model file",
-            ));
+    fm_core::read_regular_file(path, MAX_FILE_BYTES).map_err(|e| match e {
+        fm_core::ReadFileError::Io(e) => open_err(e),
+        fm_core::ReadFileError::Directory => {
+            TrainError::bad_file(path, "is a directory, not a model file")
         }
-        if !meta.is_file() {
-            return Err(TrainError::bad_file(
-                path,
-                "is not a regular file (a device, FIFO or socket): give a model file written by `fm train`",
-            ));
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(TrainError::bad_file(
-                path,
-                format!(
-                    "is {} bytes, more than the limit of {MAX_FILE_BYTES} bytes (4 GiB) for a model or checkpoint file: is it the right file?",
-                    meta.len()
-                ),
-            ));
-        }
-        Ok(())
-    };
-    check(&std::fs::metadata(path).map_err(open_err)?)?;
-    let file = std::fs::File::open(path).map_err(open_err)?;
-    let meta = file.metadata().map_err(open_err)?;
-    check(&meta)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(open_err)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(TrainError::bad_file(
+        fm_core::ReadFileError::NotRegular => TrainError::bad_file(
+            path,
+            "is not a regular file (a device, FIFO or socket): give a model file written by `fm train`",
+        ),
+        fm_core::ReadFileError::TooLarge { size, grew: false } => TrainError::bad_file(
+            path,
+            format!(
+                "is {size} bytes, more than the limit of {MAX_FILE_BYTES} bytes (4 GiB) for a model or checkpoint file: is it the right file?"
+            ),
+        ),
+        fm_core::ReadFileError::TooLarge { grew: true, .. } => TrainError::bad_file(
             path,
             format!("grew past the limit of {MAX_FILE_BYTES} bytes while it was read"),
-        ));
-    }
-    Ok(bytes)
+        ),
+    })
 }
 
 /// The metadata map of a safetensors file, reading only its header (at most 100 MB); `None` if
