@@ -37,8 +37,14 @@ pub enum Command {
     /// --resume added (--steps is the total: the same value finishes the run bit-identically, a larger
     /// one trains longer). A second Ctrl-C quits at once.
     Train(Box<TrainArgs>),
-    /// Draw samples from a trained model by integrating its ODE from t = 0 to t = 1.
+    /// Draw samples from a trained model by integrating its ODE from t = 0 to t = 1 (from the
+    /// model's source, or from your own points with --x0).
     Sample(SampleArgs),
+    /// Run data back to noise: integrate a flow-matching model's ODE from t = 1 to t = 0 (the
+    /// inverse of `fm sample --x0`).
+    Encode(crate::verbs::EncodeArgs),
+    /// The velocity v(t, x) of a flow-matching model at the time --t and every row of --points.
+    Field(crate::verbs::FieldArgs),
     /// Compare samples (from a file, or drawn from a model) with a target: W2, MMD, path energy.
     Eval(EvalArgs),
     /// Log-likelihood of data under a trained flow (instantaneous change of variables).
@@ -191,13 +197,17 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// When stderr is not a terminal: seconds between plain progress lines (default:
+    /// $FM_PROGRESS_EVERY, else 10; 0 prints every step).
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub progress_every: Option<f64>,
 }
 
 /// ODE solver settings shared by sample, eval and likelihood.
 #[derive(Args, Debug, Clone)]
 pub struct SolverArgs {
-    /// ODE solver: euler, midpoint, heun, rk4, dopri5.
-    #[arg(long, default_value = "euler", value_name = "NAME")]
+    /// ODE solver (the list comes from fm-ode's SOLVER_NAMES).
+    #[arg(long, default_value = "euler", value_name = "NAME", help = crate::verbs::solver_help())]
     pub solver: String,
     /// Fixed steps for the fixed-step solvers (default 100).
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
@@ -241,9 +251,13 @@ pub struct SampleArgs {
     /// Output file (.csv or .npy).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Also write the trajectory: rows (t, x_1..x_d) at 21 evenly spaced times, .csv or .npy.
+    /// Also write the trajectory at 21 evenly spaced times: a .npy file of shape (T, n, d)
+    /// (TorchCFM's layout), or CSV rows (t, x_1..x_d).
     #[arg(long, value_name = "FILE")]
     pub trajectory: Option<PathBuf>,
+    /// Start points and source.
+    #[command(flatten)]
+    pub start: crate::verbs::SampleExtra,
     /// Sample with the raw weights even if the model holds EMA weights.
     #[arg(long)]
     pub no_ema: bool,
@@ -315,8 +329,8 @@ pub struct LikelihoodArgs {
     /// Hutchinson divergence estimate with K Rademacher probes.
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub hutchinson: Option<i64>,
-    /// ODE solver: dopri5 (adaptive, the default here), euler, midpoint, heun, rk4.
-    #[arg(long, default_value = "dopri5", value_name = "NAME")]
+    /// ODE solver (dopri5, adaptive, is the default here).
+    #[arg(long, default_value = "dopri5", value_name = "NAME", help = crate::verbs::solver_help())]
     pub solver: String,
     /// Fixed steps (fixed-step solvers: default 100; with dopri5 turns off adaptivity).
     #[arg(long, value_name = "K", allow_negative_numbers = true)]

@@ -12,7 +12,6 @@ use flow_matching::train::{
     ArchConfig, MatcherSpec, Objective, OptimizerKind, Progress, SampleOptions, TrainOutcome,
     TrainParams, TrainedModel, Trainer,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Axis, Slice};
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
@@ -32,6 +31,8 @@ pub fn run(cli: Cli) -> Result<Report> {
     match cli.command {
         Command::Train(a) => train(*a, json),
         Command::Sample(a) => in_pool(a.threads, || sample(a)),
+        Command::Encode(a) => crate::verbs::encode(a),
+        Command::Field(a) => crate::verbs::field(a),
         Command::Eval(a) => in_pool(a.threads, || eval(a)),
         Command::Likelihood(a) => in_pool(a.threads, || likelihood(a)),
         Command::Plot(a) => plot_cmd(a.kind),
@@ -61,7 +62,7 @@ fn threads(v: Option<i64>) -> Result<usize> {
 
 /// Runs `f` on a pool of `--threads` workers (the field evaluations of sampling, evaluation
 /// and likelihoods run on it; the results do not depend on the number).
-fn in_pool<T: Send>(threads_flag: Option<i64>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+pub(crate) fn in_pool<T: Send>(threads_flag: Option<i64>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     let n = threads(threads_flag)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
@@ -107,21 +108,6 @@ fn datasets_pair(source: &str, target: &str) -> Result<(Dataset, Dataset)> {
     safety::check_dataset("--source", source, &src)?;
     safety::check_dataset("--target", target, &tgt)?;
     Ok((src, tgt))
-}
-
-fn progress_bar(steps: u64, start: u64, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(steps);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} steps  {per_sec}  loss {msg}  eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_position(start);
-    pb
 }
 
 struct TrainSetup {
@@ -182,22 +168,11 @@ fn train_setup(a: &TrainArgs, checkpoint: Option<PathBuf>) -> Result<TrainSetup>
     Ok(TrainSetup { trainer, steps })
 }
 
-fn run_training(setup: &TrainSetup, quiet: bool) -> Result<TrainOutcome> {
-    let pb = progress_bar(setup.steps as u64, 0, quiet);
-    let mut first = true;
-    let mut on_step = |p: &Progress| {
-        if first {
-            pb.set_position(p.step as u64 - 1);
-            pb.reset_eta();
-            first = false;
-        }
-        pb.inc(1);
-        if p.step % 25 == 0 || p.step == p.steps {
-            pb.set_message(format!("{:.4}", p.loss));
-        }
-    };
-    let out = setup.trainer.run(&mut on_step);
-    pb.finish_and_clear();
+fn run_training(setup: &TrainSetup, quiet: bool, every: Option<f64>) -> Result<TrainOutcome> {
+    let every = crate::verbs::progress_every(every)?;
+    let mut pb = crate::verbs::TrainProgress::new(setup.steps as u64, quiet, every);
+    let out = setup.trainer.run(&mut |p: &Progress| pb.step(p));
+    pb.finish();
     Ok(out?)
 }
 
@@ -205,6 +180,10 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
     if a.model != "fm" || crate::flows::given_any(crate::flows::NF_ONLY) {
         return crate::flows::train(&a, json);
     }
+    // Data files are recorded by their canonical path, so the model works from any folder.
+    let mut a = a;
+    a.source = crate::verbs::resolve_spec(&a.source);
+    a.target = crate::verbs::resolve_spec(&a.target);
     check_out_dir(&a.out)?;
     let checkpoint = if a.checkpoint_every.is_some() || a.resume || a.checkpoint.is_some() {
         Some(
@@ -249,7 +228,7 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
             stop_checkpoint.display()
         );
     }
-    let out = run_training(&setup, a.quiet || json)?;
+    let out = run_training(&setup, a.quiet || json, a.progress_every)?;
     out.model.save(&a.out)?;
     if out.interrupted {
         let args: Vec<String> = std::env::args().collect();
@@ -298,11 +277,11 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
     Ok(r)
 }
 
-fn load_model(path: &Path) -> Result<TrainedModel> {
+pub(crate) fn load_model(path: &Path) -> Result<TrainedModel> {
     TrainedModel::load(path).map_err(|e| crate::interrupt::explain_checkpoint(path, e.into()))
 }
 
-fn sample_options(
+pub(crate) fn sample_options(
     s: &SolverArgs,
     n: usize,
     seed: u64,
@@ -326,7 +305,7 @@ fn sample_options(
 /// Names the solver and the knobs that help when an integration gives up (too many steps, a
 /// step size underflow, a non-finite state); other errors pass through unchanged. The exit code
 /// stays 1: the model, not the input, is at fault.
-fn integration_failure(
+pub(crate) fn integration_failure(
     err: impl Into<anyhow::Error>,
     solver: &str,
     max_steps: Option<usize>,
@@ -388,7 +367,7 @@ fn check_points_out(path: &Path, flag: &str) -> Result<()> {
 }
 
 /// Trajectory rows `(t, x_1..x_d)`, one block of `n` rows per recorded time.
-fn trajectory_rows(traj: &[(f64, Array2<f64>)]) -> Array2<f64> {
+pub(crate) fn trajectory_rows(traj: &[(f64, Array2<f64>)]) -> Array2<f64> {
     let (n, d) = traj.first().map(|(_, x)| x.dim()).unwrap_or((0, 0));
     let mut out = Array2::zeros((n * traj.len(), d + 1));
     for (k, (t, x)) in traj.iter().enumerate() {
@@ -399,7 +378,7 @@ fn trajectory_rows(traj: &[(f64, Array2<f64>)]) -> Array2<f64> {
     out
 }
 
-fn rows_to_trajectory(rows: &Array2<f64>) -> Result<Vec<(f64, Array2<f64>)>> {
+pub(crate) fn rows_to_trajectory(rows: &Array2<f64>) -> Result<Vec<(f64, Array2<f64>)>> {
     if rows.ncols() < 3 {
         bail!(input(
             "a trajectory file has rows (t, x_1, ..., x_d) with d >= 2"
@@ -444,15 +423,33 @@ fn sample(a: SampleArgs) -> Result<Report> {
             .as_deref()
             .map(|t| output("--trajectory", t, Kind::Points)),
     );
-    check_outputs(&[("--model", Some(&a.model))], &outs)?;
+    let src = a.start.source.as_deref().and_then(spec_file);
+    check_outputs(
+        &[
+            ("--model", Some(&a.model)),
+            ("--x0", a.start.x0.as_deref()),
+            ("--source", src.as_deref()),
+        ],
+        &outs,
+    )?;
     let mut written: Vec<&Path> = vec![&a.out];
     written.extend(a.trajectory.as_deref());
     crate::interrupt::install_quit(&written)?;
     let n = count("n", a.n, flow_matching::train::MAX_SAMPLES as i64)?;
     if let Some(flow) = crate::flows::load(&a.model)? {
+        if a.start.x0.is_some() || a.start.source.is_some() {
+            bail!(input(format!(
+                "{}: is a normalizing flow, which samples from its own N(0, I) base: --x0 and --source work with flow-matching models (fm train --model fm)",
+                a.model.display()
+            )));
+        }
         return crate::flows::sample(&a, &flow, n);
     }
-    let model = load_model(&a.model)?;
+    let mut model = load_model(&a.model)?;
+    if let Some(x0) = &a.start.x0 {
+        return crate::verbs::sample_from(&a, x0, &model);
+    }
+    crate::verbs::use_source(&mut model, &a.model, a.start.source.as_deref())?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
     let chunk = sample_budget(&model, &opts)?;
@@ -461,7 +458,7 @@ fn sample(a: SampleArgs) -> Result<Report> {
         let (_, sol) = flow_matching::train::sample(&model, &opts)
             .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
         write_points(&a.out, sol.x.view())?;
-        write_points(t, trajectory_rows(&sol.trajectory).view())?;
+        crate::verbs::write_trajectory(t, &sol.trajectory)?;
         sol.stats
     } else {
         // Chunk by chunk: the samples go to disk as they are made.
@@ -616,7 +613,8 @@ fn eval(a: EvalArgs) -> Result<Report> {
     if let Some(flow) = crate::flows::load(model_path)? {
         return crate::flows::eval(&a, &flow, n, r);
     }
-    let model = load_model(model_path)?;
+    let mut model = load_model(model_path)?;
+    crate::verbs::use_source(&mut model, model_path, None)?;
     let dim = model.config.architecture.dim;
     let opts = sample_options(&a.solver, n, a.seed, 0, !a.no_ema)?;
     let arch = &model.config.architecture;
@@ -794,7 +792,8 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
             let (x, title) = match (&samples, &model) {
                 (Some(s), _) => (read_points(s)?, format!("samples: {}", s.display())),
                 (None, Some(m)) => {
-                    let model = load_model(m)?;
+                    let mut model = load_model(m)?;
+                    crate::verbs::use_source(&mut model, m, None)?;
                     let opts = SampleOptions {
                         n,
                         seed,
@@ -838,9 +837,10 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
             check_outputs(&ins, &[output("--out", &out, Kind::Png)])?;
             let n = count("n", n, 100_000)?;
             let traj = match (&trajectory, &model) {
-                (Some(f), _) => rows_to_trajectory(&read_points(f)?)?,
+                (Some(f), _) => crate::verbs::read_trajectory(f)?,
                 (None, Some(m)) => {
-                    let model = load_model(m)?;
+                    let mut model = load_model(m)?;
+                    crate::verbs::use_source(&mut model, m, None)?;
                     let opts = SampleOptions {
                         n,
                         seed,
@@ -923,7 +923,7 @@ fn demo(a: DemoArgs, json: bool) -> Result<Report> {
         params,
     )?;
     let setup = TrainSetup { trainer, steps };
-    let out = run_training(&setup, json)?;
+    let out = run_training(&setup, json, None)?;
     let model_path = a.out.join("model.safetensors");
     out.model.save(&model_path)?;
     println!(

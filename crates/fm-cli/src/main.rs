@@ -18,6 +18,7 @@ mod interrupt;
 mod plot;
 mod safety;
 mod simulate;
+mod verbs;
 
 use std::path::Path;
 use std::process::ExitCode;
