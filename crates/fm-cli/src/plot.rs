@@ -179,18 +179,70 @@ fn framed<'a, 'b>(
 type Scatter<'a, 'b> =
     ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// The square scatter chart of the samples and trajectory plots, mesh drawn.
+/// `x` with the subscript `i` (`x₀`, `x₁₂`).
+fn coordinate(i: usize) -> String {
+    let sub = |c: char| char::from_u32('₀' as u32 + c.to_digit(10).unwrap_or(0)).unwrap_or(c);
+    format!("x{}", i.to_string().chars().map(sub).collect::<String>())
+}
+
+/// The title of a scatter of the first two of `dim` coordinates: for `dim > 2` it says which two
+/// are shown (`… (x₀ vs x₁ of 6)`).
+fn scatter_title(title: &str, dim: usize) -> String {
+    if dim > 2 {
+        format!("{title} ({} vs {} of {dim})", coordinate(0), coordinate(1))
+    } else {
+        title.to_string()
+    }
+}
+
+/// The square scatter chart of the samples and trajectory plots, mesh and axis labels drawn.
 fn scatter_chart<'a, 'b>(
     root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
     title: &str,
     (xr, yr): ((f64, f64), (f64, f64)),
 ) -> Result<Scatter<'a, 'b>> {
-    let mut chart = framed(root, title, 35, 45).build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
+    let mut chart = framed(root, title, 50, 65).build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
     chart
         .configure_mesh()
+        .x_desc(coordinate(0))
+        .y_desc(coordinate(1))
+        .axis_desc_style(("sans-serif", 18))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     Ok(chart)
+}
+
+/// The corner of `window` whose box (a third of the width, a fifth of the height: room for
+/// the legend) holds the fewest of the points of `sets` (first two coordinates), so the legend
+/// covers as little of the picture as possible; ties go to the upper right, then upper left,
+/// lower right, lower left.
+fn emptiest_corner<'a>(
+    sets: impl Iterator<Item = ArrayView2<'a, f64>>,
+    ((x0, x1), (y0, y1)): ((f64, f64), (f64, f64)),
+) -> SeriesLabelPosition {
+    let (w, h) = ((x1 - x0) / 3.0, (y1 - y0) / 5.0);
+    // (right, upper) of each corner, in the order of preference.
+    let corners = [(true, true), (false, true), (true, false), (false, false)];
+    let mut counts = [0usize; 4];
+    for s in sets {
+        for r in s.rows() {
+            let (x, y) = (r[0], r[1]);
+            for (k, &(right, upper)) in corners.iter().enumerate() {
+                let in_x = if right { x >= x1 - w } else { x <= x0 + w };
+                let in_y = if upper { y >= y1 - h } else { y <= y0 + h };
+                if in_x && in_y {
+                    counts[k] += 1;
+                }
+            }
+        }
+    }
+    let best = (0..4).min_by_key(|&k| counts[k]).unwrap_or(0);
+    match corners[best] {
+        (true, true) => SeriesLabelPosition::UpperRight,
+        (false, true) => SeriesLabelPosition::UpperLeft,
+        (true, false) => SeriesLabelPosition::LowerRight,
+        (false, false) => SeriesLabelPosition::LowerLeft,
+    }
 }
 
 /// The first two coordinates of every row of `x` as dots of radius 2 in `style`, with a legend
@@ -213,13 +265,16 @@ fn draw_points(
     Ok(())
 }
 
-/// The legend box in the upper right corner.
-fn draw_legend<'a, 'b: 'a>(chart: &mut Scatter<'a, 'b>) -> Result<()> {
+/// The legend box at `position` (see [`emptiest_corner`]).
+fn draw_legend<'a, 'b: 'a>(
+    chart: &mut Scatter<'a, 'b>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .draw()?;
     Ok(())
 }
@@ -236,15 +291,17 @@ pub fn samples(
         need_2d("the target", t)?;
     }
     let window = bounds(std::iter::once(samples).chain(target))?;
+    let corner = emptiest_corner(std::iter::once(samples).chain(target), window);
+    let title = scatter_title(title, samples.ncols());
     render(out, (WIDTH, HEIGHT), |root| {
-        let mut chart = scatter_chart(root, title, window)?;
+        let mut chart = scatter_chart(root, &title, window)?;
         if let Some(t) = target {
             let style = TARGET_COLOR.mix(0.5).filled();
             draw_points(&mut chart, t, style, "target".into(), TARGET_COLOR)?;
         }
         let style = SAMPLE_COLOR.mix(0.5).filled();
         draw_points(&mut chart, samples, style, "samples".into(), SAMPLE_COLOR)?;
-        draw_legend(&mut chart)
+        draw_legend(&mut chart, corner)
     })
 }
 
@@ -263,8 +320,10 @@ pub fn trajectories(
     };
     need_2d("the trajectory", first.1.view())?;
     let xy = bounds(trajectory.iter().map(|(_, x)| x.view()).chain(target))?;
+    let corner = emptiest_corner(trajectory.iter().map(|(_, x)| x.view()).chain(target), xy);
+    let title = scatter_title(title, first.1.ncols());
     render(out, (WIDTH, HEIGHT), |root| {
-        let mut chart = scatter_chart(root, title, xy)?;
+        let mut chart = scatter_chart(root, &title, xy)?;
         if let Some(t) = target {
             let style = TARGET_COLOR.mix(0.3).filled();
             draw_points(&mut chart, t, style, "target".into(), TARGET_COLOR)?;
@@ -281,7 +340,7 @@ pub fn trajectories(
             let label = format!("t = {t:.2}");
             draw_points(&mut chart, x.view(), color.filled(), label, color)?;
         }
-        draw_legend(&mut chart)
+        draw_legend(&mut chart, corner)
     })
 }
 
@@ -293,10 +352,10 @@ const PLOTTABLE_LOSS: (f64, f64) = (1e-150, 1e150);
 /// The loss curve `(step, loss)` on a logarithmic loss axis (losses outside
 /// [`PLOTTABLE_LOSS`] are left out).
 pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<()> {
-    let pts: Vec<(f64, f64)> = history
+    let pts: Vec<(usize, f64)> = history
         .iter()
         .filter(|(_, l)| (PLOTTABLE_LOSS.0..=PLOTTABLE_LOSS.1).contains(l))
-        .map(|&(s, l)| (s as f64, l))
+        .copied()
         .collect();
     if pts.is_empty() {
         bail!(crate::input(
@@ -304,7 +363,8 @@ pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<(
         ));
     }
     render(out, (WIDTH, HEIGHT * 3 / 4), |root| {
-        let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max);
+        // An integer step axis: its ticks are whole steps.
+        let xmax = pts.iter().map(|p| p.0).fold(1, usize::max);
         let ymin = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
         let ymax = pts.iter().map(|p| p.1).fold(0.0, f64::max);
         // Within [0.9e-150, 1.1e150], so the ratio ymax / ymin (at most 1.4e300) stays finite.
@@ -312,10 +372,11 @@ pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<(
         let line = || LineSeries::new(pts.iter().copied(), SAMPLE_COLOR.stroke_width(2));
         if ymax / ymin > 20.0 {
             let mut chart = framed(root, title, 40, 70)
-                .build_cartesian_2d(0.0..xmax, (ymin..ymax).log_scale())?;
+                .build_cartesian_2d(0..xmax, (ymin..ymax).log_scale())?;
             chart
                 .configure_mesh()
-                .x_desc("step")
+                .x_desc("training step")
+                .x_label_formatter(&|s| s.to_string())
                 .y_desc("loss (log scale)")
                 .y_label_formatter(&|v| format!("{v:.2e}"))
                 .light_line_style(WHITE.mix(0.0))
@@ -323,10 +384,11 @@ pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<(
             chart.draw_series(line())?;
         } else {
             let mut chart =
-                framed(root, title, 40, 70).build_cartesian_2d(0.0..xmax, ymin..ymax)?;
+                framed(root, title, 40, 70).build_cartesian_2d(0..xmax, ymin..ymax)?;
             chart
                 .configure_mesh()
-                .x_desc("step")
+                .x_desc("training step")
+                .x_label_formatter(&|s| s.to_string())
                 .y_desc("loss")
                 .light_line_style(WHITE.mix(0.0))
                 .draw()?;
@@ -334,4 +396,50 @@ pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn coordinates_and_titles_name_the_dimensions_shown() {
+        assert_eq!(coordinate(0), "x₀");
+        assert_eq!(coordinate(12), "x₁₂");
+        assert_eq!(scatter_title("samples", 6), "samples (x₀ vs x₁ of 6)");
+        assert_eq!(scatter_title("samples", 2), "samples");
+    }
+
+    #[test]
+    fn the_legend_goes_to_the_corner_without_points() {
+        let window = ((0.0, 1.0), (0.0, 1.0));
+        // A cloud in every corner but one: the legend must go to the empty one.
+        for (empty, want) in [
+            ((1.0, 1.0), SeriesLabelPosition::UpperRight),
+            ((0.0, 1.0), SeriesLabelPosition::UpperLeft),
+            ((1.0, 0.0), SeriesLabelPosition::LowerRight),
+            ((0.0, 0.0), SeriesLabelPosition::LowerLeft),
+        ] {
+            let mut rows = Vec::new();
+            for corner in [(1.0, 1.0), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0)] {
+                if corner != empty {
+                    for k in 0..10 {
+                        let e = 0.01 * k as f64;
+                        rows.push([
+                            (corner.0 - e).abs(),
+                            (corner.1 - e).abs(),
+                        ]);
+                    }
+                }
+            }
+            let x = Array2::from_shape_vec(
+                (rows.len(), 2),
+                rows.iter().flatten().copied().collect(),
+            )
+            .unwrap();
+            let got = emptiest_corner(std::iter::once(x.view()), window);
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "empty corner {empty:?}");
+        }
+    }
 }

@@ -34,7 +34,7 @@ pub enum Kind {
     /// Points as `.csv` or `.npy`: replaces a CSV whose first line is the header fm writes
     /// (`x0,x1,...`), or an `.npy` holding a 2-D little-endian float64 C-order array (what fm
     /// writes; NumPy's `np.save` of such an array looks the same, so keep data you care about
-    /// out of the way or rely on the input check).
+    /// out of the way or rely on the input check), or a 3-D one (a `(T, n, d)` trajectory).
     Points,
     /// A PNG plot: replaces a PNG of one of the sizes fm draws (800×800 or 800×600).
     Png,
@@ -176,7 +176,11 @@ fn is_ours(kind: Kind, path: &Path) -> bool {
                         .nth(1)
                         .and_then(|r| r.split(')').next())
                         .is_some_and(|dims| {
-                            dims.split(',').filter(|d| !d.trim().is_empty()).count() == 2
+                            // (n, d) points, or a (T, n, d) trajectory.
+                            matches!(
+                                dims.split(',').filter(|d| !d.trim().is_empty()).count(),
+                                2 | 3
+                            )
                         })
             } else {
                 let h = head(path, 1 << 16);

@@ -595,28 +595,61 @@ impl Trainer {
     }
 }
 
+/// The settings that differ between a checkpoint's run and this one, in the user's words
+/// (`--matcher was otcfm (σ = 0.1, exact coupling), now icfm (…)`), never as Rust structs.
 fn describe_mismatch(old: &RunIdentity, new: &RunIdentity) -> String {
-    let mut diffs = Vec::new();
-    macro_rules! cmp {
-        ($f:ident) => {
-            if old.$f != new.$f {
-                diffs.push(format!(
-                    "{} was {:?}, now {:?}",
-                    stringify!($f),
-                    old.$f,
-                    new.$f
-                ));
-            }
+    fn network(a: &ArchConfig) -> String {
+        let hidden = if a.hidden.is_empty() {
+            "none".to_string()
+        } else {
+            a.hidden
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         };
+        format!(
+            "--hidden {hidden} --activation {} --time-features {} (dimension {})",
+            a.activation, a.time_features, a.dim
+        )
     }
-    cmp!(source);
-    cmp!(target);
-    cmp!(matcher);
-    cmp!(objective);
-    cmp!(architecture);
-    cmp!(batch);
-    cmp!(seed);
-    cmp!(optimizer);
-    cmp!(ema);
-    diffs.join(", ")
+    fn ema(e: Option<f64>) -> String {
+        e.map_or_else(|| "0 (off)".into(), |d| d.to_string())
+    }
+    let rows = [
+        ("--source", old.source != new.source, old.source.clone(), new.source.clone()),
+        ("--target", old.target != new.target, old.target.clone(), new.target.clone()),
+        (
+            "--matcher",
+            old.matcher != new.matcher,
+            old.matcher.describe(),
+            new.matcher.describe(),
+        ),
+        (
+            "--objective",
+            old.objective != new.objective,
+            old.objective.name().into(),
+            new.objective.name().into(),
+        ),
+        (
+            "the network",
+            old.architecture != new.architecture,
+            network(&old.architecture),
+            network(&new.architecture),
+        ),
+        ("--batch", old.batch != new.batch, old.batch.to_string(), new.batch.to_string()),
+        ("--seed", old.seed != new.seed, old.seed.to_string(), new.seed.to_string()),
+        (
+            "--optimizer",
+            old.optimizer != new.optimizer,
+            old.optimizer.clone(),
+            new.optimizer.clone(),
+        ),
+        ("--ema", old.ema != new.ema, ema(old.ema), ema(new.ema)),
+    ];
+    rows.into_iter()
+        .filter(|r| r.1)
+        .map(|(what, _, was, now)| format!("{what} was {was}, now {now}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
