@@ -940,7 +940,7 @@ fn demo(a: DemoArgs, json: bool) -> Result<Report> {
         ..Default::default()
     };
     let start = Instant::now();
-    let (_, sol) = flow_matching::train::sample(&out.model, &opts)?;
+    let (x_0, sol) = flow_matching::train::sample(&out.model, &opts)?;
     let sample_secs = start.elapsed().as_secs_f64();
     let samples_path = a.out.join("samples.csv");
     write_points(&samples_path, sol.x.view())?;
@@ -983,6 +983,11 @@ fn demo(a: DemoArgs, json: bool) -> Result<Report> {
         &out.model.config.loss_history,
         "OT-CFM training loss",
     )?;
+    // What W2 means here: the untrained start (the source draw) and the floor (two independent
+    // draws of the target) at the same n.
+    let w2_source = compare(&x_0, &target)?.w2;
+    let floor = target_points("moons", n, Some(2), a.seed.wrapping_add(7))?;
+    let w2_floor = compare(&floor, &target)?.w2;
     let total_secs = total.elapsed().as_secs_f64();
     println!(
         "wrote {}, {}, {}, {}, {} in {:.2} s total",
@@ -992,6 +997,27 @@ fn demo(a: DemoArgs, json: bool) -> Result<Report> {
         p_traj.display(),
         p_loss.display(),
         total_secs
+    );
+    println!(
+        "W2 = {:.3}: the root-mean-square distance, in data units, the samples must move to match {n} fresh moons points",
+        f.w2
+    );
+    println!(
+        "for scale: N(0, I), where the flow starts, is at W2 = {w2_source:.3}; two independent draws of {n} moons points are at \
+         W2 = {w2_floor:.3} (the floor at this n); nearer the floor is better: more --steps get closer"
+    );
+    let m = model_path.display();
+    println!("next:");
+    println!(
+        "  fm sample --model {m} --n 5000 --solver dopri5 --trajectory {} --out {}   # more samples, adaptive solver, trajectories",
+        a.out.join("traj.npy").display(),
+        a.out.join("more.csv").display()
+    );
+    println!(
+        "  fm eval --model {m} --target moons --solver rk4 --steps 10   # W2 with 40 evaluations instead of 100"
+    );
+    println!(
+        "  fm train --target 8gaussians --source moons --matcher icfm --sigma 0.1 --steps 3000 --out 8g.safetensors   # any source to any target"
     );
     let mut r = Report::new();
     r.insert("command".into(), json!("demo"));
@@ -1003,6 +1029,8 @@ fn demo(a: DemoArgs, json: bool) -> Result<Report> {
     );
     r.insert("final_loss".into(), json!(out.final_loss));
     r.insert("w2".into(), json!(f.w2));
+    r.insert("w2_source".into(), json!(w2_source));
+    r.insert("w2_floor".into(), json!(w2_floor));
     r.insert("mmd".into(), json!(f.mmd));
     r.insert("nfe".into(), json!(sol.stats.nfe));
     r.insert("sample_seconds".into(), json!(sample_secs));
