@@ -87,22 +87,28 @@ pub(crate) fn parse_hidden(s: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// Source and target datasets of equal dimension (`gaussian` takes the other side's).
+/// Source and target datasets of equal dimension (`gaussian` takes the other side's). Files are
+/// read by their canonical path, which is what the model records, so it works from any folder;
+/// messages name them as given.
 fn datasets_pair(source: &str, target: &str) -> Result<(Dataset, Dataset)> {
     let is_gauss = |s: &str| s.trim().split(':').next() == Some("gaussian");
+    let (rs, rt) = (
+        crate::verbs::resolve_spec(source),
+        crate::verbs::resolve_spec(target),
+    );
     let (src, tgt) = if is_gauss(target) && !is_gauss(source) {
-        let src = Dataset::parse(source, None).with_context(|| format!("--source {source}"))?;
-        let tgt = Dataset::parse(target, Some(src.dim()))
+        let src = Dataset::parse(&rs, None).with_context(|| format!("--source {source}"))?;
+        let tgt = Dataset::parse(&rt, Some(src.dim()))
             .with_context(|| format!("--target {target}"))?;
         (src, tgt)
     } else {
-        let tgt = Dataset::parse(target, None).with_context(|| format!("--target {target}"))?;
+        let tgt = Dataset::parse(&rt, None).with_context(|| format!("--target {target}"))?;
         let hint = if is_gauss(source) {
             Some(tgt.dim())
         } else {
             None
         };
-        let src = Dataset::parse(source, hint).with_context(|| format!("--source {source}"))?;
+        let src = Dataset::parse(&rs, hint).with_context(|| format!("--source {source}"))?;
         (src, tgt)
     };
     safety::check_dataset("--source", source, &src)?;
@@ -180,10 +186,6 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
     if a.model != "fm" || crate::flows::given_any(crate::flows::NF_ONLY) {
         return crate::flows::train(&a, json);
     }
-    // Data files are recorded by their canonical path, so the model works from any folder.
-    let mut a = a;
-    a.source = crate::verbs::resolve_spec(&a.source);
-    a.target = crate::verbs::resolve_spec(&a.target);
     check_out_dir(&a.out)?;
     let checkpoint = if a.checkpoint_every.is_some() || a.resume || a.checkpoint.is_some() {
         Some(
