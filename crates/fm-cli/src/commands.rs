@@ -62,7 +62,10 @@ fn threads(v: Option<i64>) -> Result<usize> {
 
 /// Runs `f` on a pool of `--threads` workers (the field evaluations of sampling, evaluation
 /// and likelihoods run on it; the results do not depend on the number).
-pub(crate) fn in_pool<T: Send>(threads_flag: Option<i64>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+pub(crate) fn in_pool<T: Send>(
+    threads_flag: Option<i64>,
+    f: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
     let n = threads(threads_flag)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
@@ -98,8 +101,8 @@ fn datasets_pair(source: &str, target: &str) -> Result<(Dataset, Dataset)> {
     );
     let (src, tgt) = if is_gauss(target) && !is_gauss(source) {
         let src = Dataset::parse(&rs, None).with_context(|| format!("--source {source}"))?;
-        let tgt = Dataset::parse(&rt, Some(src.dim()))
-            .with_context(|| format!("--target {target}"))?;
+        let tgt =
+            Dataset::parse(&rt, Some(src.dim())).with_context(|| format!("--target {target}"))?;
         (src, tgt)
     } else {
         let tgt = Dataset::parse(&rt, None).with_context(|| format!("--target {target}"))?;
@@ -439,9 +442,12 @@ fn sample(a: SampleArgs) -> Result<Report> {
     crate::interrupt::install_quit(&written)?;
     let n = count("n", a.n, flow_matching::train::MAX_SAMPLES as i64)?;
     if let Some(flow) = crate::flows::load(&a.model)? {
+        if let (Some(x0), crate::flows::Flow::Coupling(f)) = (&a.start.x0, &flow) {
+            return crate::verbs::coupling_sample_from(&a, x0, f);
+        }
         if a.start.x0.is_some() || a.start.source.is_some() {
             bail!(input(format!(
-                "{}: is a normalizing flow, which samples from its own N(0, I) base: --x0 and --source work with flow-matching models (fm train --model fm)",
+                "{}: is a normalizing flow, which samples from its own N(0, I) base: --source works with flow-matching models (fm train --model fm), --x0 with those and coupling flows",
                 a.model.display()
             )));
         }
@@ -451,7 +457,7 @@ fn sample(a: SampleArgs) -> Result<Report> {
     if let Some(x0) = &a.start.x0 {
         return crate::verbs::sample_from(&a, x0, &model);
     }
-    crate::verbs::use_source(&mut model, &a.model, a.start.source.as_deref())?;
+    crate::verbs::use_source(&mut model, &a.model, a.start.source.as_deref(), true)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
     let chunk = sample_budget(&model, &opts)?;
@@ -616,7 +622,7 @@ fn eval(a: EvalArgs) -> Result<Report> {
         return crate::flows::eval(&a, &flow, n, r);
     }
     let mut model = load_model(model_path)?;
-    crate::verbs::use_source(&mut model, model_path, None)?;
+    crate::verbs::use_source(&mut model, model_path, None, false)?;
     let dim = model.config.architecture.dim;
     let opts = sample_options(&a.solver, n, a.seed, 0, !a.no_ema)?;
     let arch = &model.config.architecture;
@@ -795,7 +801,7 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
                 (Some(s), _) => (read_points(s)?, format!("samples: {}", s.display())),
                 (None, Some(m)) => {
                     let mut model = load_model(m)?;
-                    crate::verbs::use_source(&mut model, m, None)?;
+                    crate::verbs::use_source(&mut model, m, None, false)?;
                     let opts = SampleOptions {
                         n,
                         seed,
@@ -842,7 +848,7 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
                 (Some(f), _) => crate::verbs::read_trajectory(f)?,
                 (None, Some(m)) => {
                     let mut model = load_model(m)?;
-                    crate::verbs::use_source(&mut model, m, None)?;
+                    crate::verbs::use_source(&mut model, m, None, false)?;
                     let opts = SampleOptions {
                         n,
                         seed,

@@ -383,8 +383,7 @@ pub fn loss_curve(out: &Path, history: &[(usize, f64)], title: &str) -> Result<(
                 .draw()?;
             chart.draw_series(line())?;
         } else {
-            let mut chart =
-                framed(root, title, 40, 70).build_cartesian_2d(0..xmax, ymin..ymax)?;
+            let mut chart = framed(root, title, 40, 70).build_cartesian_2d(0..xmax, ymin..ymax)?;
             chart
                 .configure_mesh()
                 .x_desc("training step")
@@ -426,20 +425,19 @@ mod tests {
                 if corner != empty {
                     for k in 0..10 {
                         let e = 0.01 * k as f64;
-                        rows.push([
-                            (corner.0 - e).abs(),
-                            (corner.1 - e).abs(),
-                        ]);
+                        rows.push([(corner.0 - e).abs(), (corner.1 - e).abs()]);
                     }
                 }
             }
-            let x = Array2::from_shape_vec(
-                (rows.len(), 2),
-                rows.iter().flatten().copied().collect(),
-            )
-            .unwrap();
+            let x =
+                Array2::from_shape_vec((rows.len(), 2), rows.iter().flatten().copied().collect())
+                    .unwrap();
             let got = emptiest_corner(std::iter::once(x.view()), window);
-            assert_eq!(format!("{got:?}"), format!("{want:?}"), "empty corner {empty:?}");
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{want:?}"),
+                "empty corner {empty:?}"
+            );
         }
     }
 }

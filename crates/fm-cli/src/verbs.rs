@@ -124,10 +124,16 @@ pub fn resolve_spec(spec: &str) -> String {
     }
 }
 
-/// Makes sure `model`'s source can be drawn: `given` (`--source`) replaces the recorded one
-/// (checked against the model's dimension); otherwise a recorded source file that is gone is an
-/// input error naming it and the fix.
-pub fn use_source(model: &mut TrainedModel, path: &Path, given: Option<&str>) -> Result<()> {
+/// Makes sure `model`'s source can be drawn: `given` (`--source` of `fm sample`) replaces the
+/// recorded one (checked against the model's dimension); otherwise a recorded source file that
+/// is gone is an input error naming it and the fix (for `fm sample` itself when `sampling`, else
+/// `fm sample --source` followed by the command on the samples file).
+pub fn use_source(
+    model: &mut TrainedModel,
+    path: &Path,
+    given: Option<&str>,
+    sampling: bool,
+) -> Result<()> {
     let dim = model.config.architecture.dim;
     if let Some(spec) = given {
         let ds = Dataset::parse(spec, Some(dim)).with_context(|| {
@@ -149,10 +155,21 @@ pub fn use_source(model: &mut TrainedModel, path: &Path, given: Option<&str>) ->
         } else {
             ""
         };
+        let fix = if sampling {
+            format!(
+                "give the source points with --source FILE (a .csv/.npy file of dimension {dim}), \
+                 or start from your own points with --x0 FILE"
+            )
+        } else {
+            format!(
+                "draw samples with `fm sample --model {} --source FILE --out samples.csv` \
+                 (FILE: the source points, a .csv/.npy file of dimension {dim}) and give this \
+                 command the samples file instead of --model",
+                path.display()
+            )
+        };
         bail!(input(format!(
-            "{}: the model was trained from --source {}, which does not exist any more{hint}; \
-             give the source points with --source FILE (a .csv/.npy file of dimension {dim}), \
-             or start from your own points with --x0 FILE",
+            "{}: the model was trained from --source {}, which does not exist any more{hint}; {fix}",
             path.display(),
             file.display()
         )));
@@ -323,7 +340,9 @@ pub fn read_trajectory(path: &Path) -> Result<Vec<(f64, Array2<f64>)>> {
             let bad = |why: &str| input(format!("{}: {why}", path.display()));
             let values = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             if values.is_none_or(|v| v.saturating_mul(4) > bytes.len()) {
-                bail!(bad("truncated: the header declares more values than the file holds"));
+                bail!(bad(
+                    "truncated: the header declares more values than the file holds"
+                ));
             }
             use ndarray_npy::ReadNpyExt;
             let a = match Array3::<f64>::read_npy(&bytes[..]) {
@@ -366,11 +385,12 @@ fn npy_shape(bytes: &[u8]) -> Option<Vec<usize>> {
 }
 
 /// `fm sample --x0 FILE`: integrates the user's points from t = 0 to 1 (outputs checked).
-pub fn sample_from(
-    a: &crate::args::SampleArgs,
-    x0: &Path,
-    model: &TrainedModel,
-) -> Result<Report> {
+pub fn sample_from(a: &crate::args::SampleArgs, x0: &Path, model: &TrainedModel) -> Result<Report> {
+    if crate::flows::given_any(&["n", "seed"]) {
+        bail!(input(
+            "--n and --seed draw source points, and --x0 gives them: the points are the rows of --x0; drop --n/--seed"
+        ));
+    }
     let dim = model.config.architecture.dim;
     let x = read_model_points("--x0", x0, dim, &a.model)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
@@ -428,6 +448,92 @@ fn check_points_out(path: &Path, flag: &str) -> Result<()> {
     crate::check_out_dir(path)
 }
 
+/// The flags a coupling flow's exact maps do not read (they integrate no ODE and draw nothing).
+const EXACT_MAP_UNUSED: &[&str] = &[
+    "solver",
+    "steps",
+    "rtol",
+    "atol",
+    "max_steps",
+    "no_ema",
+    "trajectory",
+    "n",
+    "seed",
+];
+
+/// `fm sample --x0` (the inverse, noise → data) and `fm encode` (the forward map, data → noise)
+/// of a coupling flow: exact maps, no ODE; `x` holds the points of `flag`.
+fn coupling_map(
+    flow: &flow_matching::nf::CouplingFlow,
+    x: ArrayView2<f64>,
+    encode: bool,
+    out: &Path,
+) -> Result<Report> {
+    let start = Instant::now();
+    let y = if encode {
+        flow.forward(x).map(|(z, _)| z)
+    } else {
+        flow.inverse(x)
+    }
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "the coupling flow's {} map: {e}",
+            if encode { "forward" } else { "inverse" }
+        )
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(((i, j), _)) = y.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        bail!(
+            "the coupling flow maps row {i} to a non-finite value (column {j}): the points are far outside what it was trained on"
+        );
+    }
+    write_points(out, y.view())?;
+    let what = if encode { "encoded" } else { "decoded" };
+    println!(
+        "{} points {what} exactly by the coupling flow in {secs:.3} s, written to {}",
+        x.nrows(),
+        out.display()
+    );
+    let mut r = Report::new();
+    r.insert(
+        "command".into(),
+        json!(if encode { "encode" } else { "sample" }),
+    );
+    r.insert("kind".into(), json!("coupling"));
+    r.insert("n".into(), json!(x.nrows()));
+    r.insert("seconds".into(), json!(secs));
+    r.insert("out".into(), json!(out.display().to_string()));
+    Ok(r)
+}
+
+/// Refuses the ODE and drawing flags for a coupling flow's exact maps.
+fn refuse_for_exact_map(model: &Path) -> Result<()> {
+    let given: Vec<String> = EXACT_MAP_UNUSED
+        .iter()
+        .filter(|id| crate::flows::given_any(&[id]))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !given.is_empty() {
+        bail!(input(format!(
+            "{}: is a coupling flow, which maps points exactly (no ODE, no trajectory): drop {}",
+            model.display(),
+            given.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `fm sample --x0` on a coupling flow: its exact inverse (outputs already checked).
+pub fn coupling_sample_from(
+    a: &crate::args::SampleArgs,
+    x0: &Path,
+    flow: &flow_matching::nf::CouplingFlow,
+) -> Result<Report> {
+    refuse_for_exact_map(&a.model)?;
+    let x = read_model_points("--x0", x0, flow.config().dim, &a.model)?;
+    coupling_map(flow, x.view(), false, &a.out)
+}
+
 /// `fm encode`: data back to noise, t = 1 → 0.
 pub fn encode(a: EncodeArgs) -> Result<Report> {
     in_pool(a.threads, || encode_in_pool(&a))
@@ -446,25 +552,58 @@ fn encode_in_pool(a: &EncodeArgs) -> Result<Report> {
             .map(|t| output("--trajectory", t, Kind::Points)),
     );
     check_outputs(
-        &[("--model", Some(&a.model)), ("--data", data_file.as_deref())],
+        &[
+            ("--model", Some(&a.model)),
+            ("--data", data_file.as_deref()),
+        ],
         &outs,
     )?;
     let mut written: Vec<&Path> = vec![&a.out];
     written.extend(a.trajectory.as_deref());
     crate::interrupt::install_quit(&written)?;
-    refuse_flow(&a.model, "`fm encode`")?;
-    let model = load_model(&a.model)?;
-    let dim = model.config.architecture.dim;
+    // A coupling flow encodes by its exact forward map; other flows have nothing to integrate.
+    let (coupling, model) = match crate::flows::load(&a.model)? {
+        Some(crate::flows::Flow::Coupling(f)) => {
+            refuse_for_exact_map(&a.model)?;
+            (Some(f), None)
+        }
+        Some(_) => {
+            refuse_flow(&a.model, "`fm encode`")?;
+            (None, None)
+        }
+        None => (None, Some(load_model(&a.model)?)),
+    };
+    let dim = match (&coupling, &model) {
+        (Some(f), _) => f.config().dim,
+        (None, Some(m)) => m.config.architecture.dim,
+        (None, None) => bail!(input(format!(
+            "{}: `fm encode` needs a flow-matching model or a coupling flow",
+            a.model.display()
+        ))),
+    };
     let x = match &data_file {
+        Some(_) if coupling.is_none() && crate::flows::given_any(&["n", "seed"]) => {
+            bail!(input(format!(
+                "--n and --seed draw points from a built-in --data; the file {} is encoded whole: drop --n/--seed",
+                a.data
+            )))
+        }
         Some(f) => read_model_points("--data", f, dim, &a.model)?,
         None => {
-            let ds = Dataset::parse(&a.data, Some(dim))
-                .with_context(|| format!("--data {}", a.data))?;
+            let ds =
+                Dataset::parse(&a.data, Some(dim)).with_context(|| format!("--data {}", a.data))?;
             safety::check_dataset("--data", &a.data, &ds)?;
             let n = count("n", a.n, 100_000_000)?;
             let mut rng = flow_matching::core::rng::seeded(a.seed);
             ds.sample(n, &mut rng)?
         }
+    };
+    let model = match (coupling, model) {
+        (Some(f), _) => return coupling_map(&f, x.view(), true, &a.out),
+        (None, Some(m)) => m,
+        (None, None) => bail!(input(
+            "`fm encode` needs a flow-matching model or a coupling flow"
+        )),
     };
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, x.nrows(), a.seed, record, !a.no_ema)?;

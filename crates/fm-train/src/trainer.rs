@@ -617,8 +617,18 @@ fn describe_mismatch(old: &RunIdentity, new: &RunIdentity) -> String {
         e.map_or_else(|| "0 (off)".into(), |d| d.to_string())
     }
     let rows = [
-        ("--source", old.source != new.source, old.source.clone(), new.source.clone()),
-        ("--target", old.target != new.target, old.target.clone(), new.target.clone()),
+        (
+            "--source",
+            old.source != new.source,
+            old.source.clone(),
+            new.source.clone(),
+        ),
+        (
+            "--target",
+            old.target != new.target,
+            old.target.clone(),
+            new.target.clone(),
+        ),
         (
             "--matcher",
             old.matcher != new.matcher,
@@ -637,8 +647,18 @@ fn describe_mismatch(old: &RunIdentity, new: &RunIdentity) -> String {
             network(&old.architecture),
             network(&new.architecture),
         ),
-        ("--batch", old.batch != new.batch, old.batch.to_string(), new.batch.to_string()),
-        ("--seed", old.seed != new.seed, old.seed.to_string(), new.seed.to_string()),
+        (
+            "--batch",
+            old.batch != new.batch,
+            old.batch.to_string(),
+            new.batch.to_string(),
+        ),
+        (
+            "--seed",
+            old.seed != new.seed,
+            old.seed.to_string(),
+            new.seed.to_string(),
+        ),
         (
             "--optimizer",
             old.optimizer != new.optimizer,
