@@ -45,6 +45,8 @@ fn help_on_every_command() {
     for cmd in [
         "train",
         "sample",
+        "encode",
+        "field",
         "eval",
         "likelihood",
         "plot",
