@@ -303,7 +303,10 @@ fn a_custom_network_resumes_bit_identically() {
         let part = stop_at(trainer(p.clone(), Some(&ck), false), net(1), 23);
         assert!(part.interrupted);
         assert_eq!(part.model.steps_done, 23);
-        assert_eq!(part.checkpoints_written, 3, "steps 10, 20 and the stop at 23");
+        assert_eq!(
+            part.checkpoints_written, 3,
+            "steps 10, 20 and the stop at 23"
+        );
         assert_eq!(Checkpoint::load(&ck).unwrap().step(), 23);
         assert_ne!(bits(&part.model), bits(&full.model));
         // Resumed into a network initialised differently: the checkpoint's weights win.
@@ -329,7 +332,11 @@ fn a_checkpoint_resumes_only_the_network_that_wrote_it() {
         .run_with(net(1), &mut |_| {})
         .unwrap();
     let saved = Checkpoint::load(&ck).unwrap();
-    let id = saved.identity().network.as_ref().expect("a network identity");
+    let id = saved
+        .identity()
+        .network
+        .as_ref()
+        .expect("a network identity");
     assert_eq!(id.architecture, "tanh-net d=2 h=24");
     assert_eq!(id.params, net(1).params().len());
     let more = p.clone().steps(20);
@@ -378,22 +385,41 @@ fn the_mlp_through_run_with_gives_the_bits_of_run() {
         let cfg = t.arch().mlp_config().unwrap();
         let mlp = Mlp::new(&cfg, &mut fm_core::rng::seeded(8)).unwrap();
         let mut losses = Vec::new();
-        let generic = t.run_with(mlp.clone(), &mut |p| losses.push(p.loss)).unwrap();
-        let want: Vec<u32> = reference.model.mlp.params().iter().map(|x| x.to_bits()).collect();
-        let got: Vec<u32> = generic.model.net.params().iter().map(|x| x.to_bits()).collect();
+        let generic = t
+            .run_with(mlp.clone(), &mut |p| losses.push(p.loss))
+            .unwrap();
+        let want: Vec<u32> = reference
+            .model
+            .mlp
+            .params()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        let got: Vec<u32> = generic
+            .model
+            .net
+            .params()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
         assert_eq!(got, want, "threads {threads}");
         assert_eq!(
             generic.model.ema.as_ref().unwrap().params(),
             reference.model.ema.as_ref().unwrap().params()
         );
-        assert_eq!(generic.model.loss_history, reference.model.config.loss_history);
+        assert_eq!(
+            generic.model.loss_history,
+            reference.model.config.loss_history
+        );
         assert_eq!(generic.final_loss.to_bits(), reference.final_loss.to_bits());
         assert_eq!(losses.len(), 30);
         // Through a stop and a resume of the generic path too.
         let dir = tempfile::tempdir().unwrap();
         let ck = dir.path().join("g.ckpt");
         stop_at(trainer(p.clone(), Some(&ck), false), mlp.clone(), 11);
-        let rest = trainer(p, Some(&ck), true).run_with(mlp, &mut |_| {}).unwrap();
+        let rest = trainer(p, Some(&ck), true)
+            .run_with(mlp, &mut |_| {})
+            .unwrap();
         assert_eq!(rest.model.net.params(), reference.model.mlp.params());
     }
 }
@@ -414,7 +440,11 @@ fn the_divergence_rule_fires_for_a_network_that_blows_up() {
         fn params_mut(&mut self) -> &mut [f32] {
             self.0.params_mut()
         }
-        fn velocity(&self, t: ArrayView1<f64>, x: ArrayView2<f64>) -> Result<Array2<f64>, TrainError> {
+        fn velocity(
+            &self,
+            t: ArrayView1<f64>,
+            x: ArrayView2<f64>,
+        ) -> Result<Array2<f64>, TrainError> {
             self.0.velocity(t, x)
         }
         fn loss_and_grad(&mut self, b: &Batch, grads: &mut [f32]) -> Result<f64, TrainError> {
@@ -458,7 +488,10 @@ fn the_divergence_rule_fires_for_a_network_that_blows_up() {
     let batch = trainer(p, None, false).batch(saved.step()).unwrap();
     let mut g = vec![0.0; n.params().len()];
     let l = n.loss_and_grad(&batch, &mut g).unwrap();
-    assert!(l.is_finite() && l <= DIVERGENCE_FACTOR * reference, "{l} vs {reference}");
+    assert!(
+        l.is_finite() && l <= DIVERGENCE_FACTOR * reference,
+        "{l} vs {reference}"
+    );
 }
 
 #[test]
@@ -475,7 +508,11 @@ fn a_non_finite_loss_ends_the_run_at_its_step() {
         fn params_mut(&mut self) -> &mut [f32] {
             self.0.params_mut()
         }
-        fn velocity(&self, t: ArrayView1<f64>, x: ArrayView2<f64>) -> Result<Array2<f64>, TrainError> {
+        fn velocity(
+            &self,
+            t: ArrayView1<f64>,
+            x: ArrayView2<f64>,
+        ) -> Result<Array2<f64>, TrainError> {
             self.0.velocity(t, x)
         }
         fn loss_and_grad(&mut self, b: &Batch, grads: &mut [f32]) -> Result<f64, TrainError> {
@@ -509,7 +546,10 @@ fn named_tensors_round_trip() {
     let cfg = fm_autograd::MlpConfig::default();
     let m1 = Mlp::new(&cfg, &mut fm_core::rng::seeded(1)).unwrap();
     let mut m2 = Mlp::new(&cfg, &mut fm_core::rng::seeded(2)).unwrap();
-    let names: Vec<String> = TrainableField::to_tensors(&m1).into_iter().map(|t| t.name).collect();
+    let names: Vec<String> = TrainableField::to_tensors(&m1)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert!(names.contains(&"layers.0.weight".to_string()), "{names:?}");
     m2.set_tensors(&TrainableField::to_tensors(&m1)).unwrap();
     assert_eq!(m1, m2);
@@ -526,7 +566,11 @@ fn named_tensors_round_trip() {
         fn params_mut(&mut self) -> &mut [f32] {
             self.0.params_mut()
         }
-        fn velocity(&self, t: ArrayView1<f64>, x: ArrayView2<f64>) -> Result<Array2<f64>, TrainError> {
+        fn velocity(
+            &self,
+            t: ArrayView1<f64>,
+            x: ArrayView2<f64>,
+        ) -> Result<Array2<f64>, TrainError> {
             self.0.velocity(t, x)
         }
         fn loss_and_grad(&mut self, b: &Batch, g: &mut [f32]) -> Result<f64, TrainError> {
@@ -539,7 +583,11 @@ fn named_tensors_round_trip() {
     assert_eq!(t[0].name, "params");
     p2.set_tensors(&t).unwrap();
     assert_eq!(p1.params(), p2.params());
-    assert!(Plain(TanhNet::new(2, 3, &mut fm_core::rng::seeded(0))).set_tensors(&t).is_err());
+    assert!(
+        Plain(TanhNet::new(2, 3, &mut fm_core::rng::seeded(0)))
+            .set_tensors(&t)
+            .is_err()
+    );
 }
 
 /// A trained network saved as a file and loaded into a fresh template: same bits for the
@@ -549,7 +597,9 @@ fn a_trained_network_file_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("net.safetensors");
     let p = TrainParams::default().steps(15).batch(16);
-    let out = trainer(p, None, false).run_with(net(1), &mut |_| {}).unwrap();
+    let out = trainer(p, None, false)
+        .run_with(net(1), &mut |_| {})
+        .unwrap();
     out.model.save(&path).unwrap();
     let back = TrainedNet::load(&path, net(50)).unwrap();
     assert_eq!(bits(&back), bits(&out.model));
@@ -578,4 +628,3 @@ fn a_trained_network_file_round_trips() {
     let err = TrainedNet::load(&mlp_path, net(1)).unwrap_err();
     assert!(err.to_string().contains("not a network file"), "{err}");
 }
-
