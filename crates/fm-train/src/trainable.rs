@@ -363,7 +363,13 @@ impl<N: TrainableField> TrainedNet<N> {
         let config: NetworkConfig = serde_json::from_str(json).map_err(|e| {
             TrainError::bad_file(path, format!("the network config is malformed: {e}"))
         })?;
-        if config.format != NETWORK_FORMAT || config.format_version != crate::MODEL_FORMAT_VERSION {
+        if config.format != NETWORK_FORMAT {
+            return Err(TrainError::bad_file(
+                path,
+                format!("format is `{}`, expected `{NETWORK_FORMAT}`", config.format),
+            ));
+        }
+        if config.format_version != crate::MODEL_FORMAT_VERSION {
             return Err(TrainError::UnsupportedVersion {
                 path: path.display().to_string(),
                 found: config.format_version,
