@@ -43,7 +43,7 @@ pub mod prelude {
         AffineProbPath, GaussianPath, LinearPath, LipmanPath, ProbPath, Scheduler,
         SchrodingerBridgePath, TrigonometricPath,
     };
-    pub use fm_train::{MlpField, Trainer};
+    pub use fm_train::{MlpField, TrainableField, Trainer};
 }
 
 /// One error type over every crate of the workspace.

@@ -270,6 +270,32 @@ impl Ema {
         })
     }
 
+    /// An average resumed from its state (as [`Ema::decay`], [`Ema::weights`] and
+    /// [`Ema::updates`] report it, e.g. stored in a checkpoint); `decay` in `[0, 1)`.
+    ///
+    /// ```
+    /// use fm_autograd::{Ema, Mlp};
+    /// let mlp = Mlp::new(&Default::default(), &mut rand::rng()).unwrap();
+    /// let mut ema = Ema::new(0.9, &mlp).unwrap();
+    /// ema.update(&mlp).unwrap();
+    /// let back = Ema::from_parts(ema.decay(), ema.weights().clone(), ema.updates()).unwrap();
+    /// assert_eq!(back, ema);
+    /// ```
+    pub fn from_parts(decay: f64, weights: Mlp, updates: u64) -> Result<Self> {
+        if !(0.0..1.0).contains(&decay) {
+            return Err(AutogradError::InvalidParameter {
+                name: "decay",
+                value: decay.to_string(),
+                reason: "the EMA decay must lie in [0, 1)",
+            });
+        }
+        Ok(Self {
+            decay,
+            weights,
+            updates,
+        })
+    }
+
     /// Folds the current weights of `mlp` (same architecture) into the average.
     pub fn update(&mut self, mlp: &Mlp) -> Result<()> {
         if mlp.config() != self.weights.config() {

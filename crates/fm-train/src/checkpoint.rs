@@ -1,6 +1,7 @@
 //! Checkpoints: everything needed to continue a run bit-identically.
 
 use crate::tensors::{self, Tensor, TensorData};
+use crate::trainable::FlatEma;
 use crate::{ArchConfig, MatcherSpec, Objective, TrainError};
 use fm_autograd::{Adam, Ema};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,37 @@ pub struct RunIdentity {
     pub optimizer: String,
     /// EMA decay.
     pub ema: Option<f64>,
+    /// The network of a [`Trainer::run_with`](crate::Trainer::run_with) run; `None` for the
+    /// built-in MLP (which `architecture` describes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkIdentity>,
+}
+
+/// What a checkpoint records of a [`TrainableField`](crate::TrainableField) network: resuming
+/// needs a network that reports the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkIdentity {
+    /// [`TrainableField::architecture`](crate::TrainableField::architecture).
+    pub architecture: String,
+    /// The name and shape of every tensor of [`TrainableField::to_tensors`](crate::TrainableField::to_tensors).
+    pub tensors: Vec<(String, Vec<usize>)>,
+    /// The number of parameters.
+    pub params: usize,
+}
+
+impl NetworkIdentity {
+    /// The identity of `net`.
+    pub fn of<N: crate::TrainableField>(net: &N) -> Self {
+        Self {
+            architecture: net.architecture(),
+            tensors: net
+                .to_tensors()
+                .into_iter()
+                .map(|t| (t.name, t.shape))
+                .collect(),
+            params: net.params().len(),
+        }
+    }
 }
 
 /// The JSON part of a checkpoint (the weights are tensors).
@@ -51,6 +83,9 @@ pub(crate) struct CheckpointState {
     pub reference_loss: Option<f64>,
     pub adam: Adam,
     pub ema: Option<Ema>,
+    /// The EMA of a [`Trainer::run_with`](crate::Trainer::run_with) network (the MLP's is `ema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_ema: Option<FlatEma>,
     /// The RNG that draws the next batch (informational: batch `k` is drawn from the seed's
     /// stream `k + 1`, so this is a function of seed and step).
     pub next_batch_rng: fm_core::rng::FmRng,

@@ -8,6 +8,8 @@
 //! * [`TrainParams`]: checked training settings; [`Trainer`]: the deterministic loop.
 //! * [`ModelFile`] / [`TrainedModel`]: one `.safetensors` file with a versioned JSON config.
 //! * [`MlpField`] / [`ScoreField`]: a trained network as a vector field for the ODE solvers.
+//! * [`TrainableField`]: the trait another network implements to be trained by the same loop
+//!   ([`Trainer::run_with`]); [`NetworkField`] and [`TrainedNet`] make it a field and a file.
 //!
 //! The loss is TorchCFM's: `mean over the batch and the d coordinates of (v_θ(t, x_t) − u_t)²`,
 //! i.e. the papers' `E ‖v_θ − u_t‖²` (Lipman et al. 2022, eq. 9; Tong et al. 2023, eq. 14)
@@ -46,11 +48,14 @@ mod params;
 mod prefetch;
 mod sampling;
 pub mod tensors;
+mod trainable;
 mod trained;
 mod trainer;
 
 pub use atomic::write_atomic;
-pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, Checkpoint, RunIdentity};
+pub use checkpoint::{
+    CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, Checkpoint, NetworkIdentity, RunIdentity,
+};
 pub use error::TrainError;
 pub use field::{MlpField, SCORE_ALPHA_FLOOR, SCORE_T_MAX, ScoreField};
 pub use matcher::{Batch, Matcher, NamedScheduler};
@@ -61,5 +66,6 @@ pub use model::{
 };
 pub use params::{OptimizerKind, TrainParams, ValidTrainParams};
 pub use sampling::{ADAPTIVE_CHUNK, MAX_SAMPLES, SampleOptions, sample, sample_chunked};
+pub use trainable::{NETWORK_FORMAT, NETWORK_KEY, NetworkField, TrainableField, TrainedNet};
 pub use trained::TrainedModel;
 pub use trainer::{DIVERGENCE_FACTOR, MAX_ABS_WEIGHT, Progress, TrainOutcome, Trainer, batch_rng};

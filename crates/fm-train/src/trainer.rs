@@ -1,11 +1,15 @@
 //! The training loop.
 
-use crate::checkpoint::{CHECKPOINT_FORMAT_VERSION, Checkpoint, CheckpointState, RunIdentity};
+use crate::checkpoint::{
+    CHECKPOINT_FORMAT_VERSION, Checkpoint, CheckpointState, NetworkIdentity, RunIdentity,
+};
+use crate::trainable::FlatEma;
 use crate::{
     ArchConfig, Batch, MODEL_FORMAT, MODEL_FORMAT_VERSION, Matcher, MatcherSpec, ModelConfig,
-    Objective, OptimizerKind, TrainError, TrainedModel, ValidTrainParams,
+    Objective, OptimizerKind, TrainError, TrainableField, TrainedModel, TrainedNet,
+    ValidTrainParams,
 };
-use fm_autograd::{Adam, AdamConfig, AutogradError, Ema, Grads, Mlp, Optimizer};
+use fm_autograd::{Adam, AdamConfig, AutogradError, Ema, Mlp, MlpConfig};
 use fm_core::rng::FmRng;
 use fm_data::Dataset;
 use std::ops::ControlFlow;
@@ -27,11 +31,12 @@ pub struct Progress {
     pub elapsed: f64,
 }
 
-/// The result of [`Trainer::run`].
+/// The result of [`Trainer::run`] (`M` = [`TrainedModel`]) and of [`Trainer::run_with`]
+/// (`M` = [`TrainedNet`]).
 #[derive(Debug, Clone)]
-pub struct TrainOutcome {
-    /// The trained model (save it with [`TrainedModel::save`]).
-    pub model: TrainedModel,
+pub struct TrainOutcome<M = TrainedModel> {
+    /// The trained model (save it with [`TrainedModel::save`] or [`TrainedNet::save`]).
+    pub model: M,
     /// The step this invocation started from (0, or the checkpoint's step when resuming).
     pub start_step: usize,
     /// Steps run by this invocation.
@@ -43,7 +48,7 @@ pub struct TrainOutcome {
     /// Checkpoints written.
     pub checkpoints_written: usize,
     /// Whether the run was stopped early through [`Trainer::stop_flag`]; the model then holds the
-    /// steps done so far (`model.config.steps_done`), and the checkpoint, if a path was given,
+    /// steps done so far (`model.config.steps_done`, `model.steps_done`), and the checkpoint, if a path was given,
     /// continues the run bit-identically with [`Trainer::resume`].
     pub interrupted: bool,
 }
@@ -86,10 +91,10 @@ fn weights_rule(what: &str, w: &[f32]) -> Option<String> {
 
 /// Why a training state breaks the divergence rule: its weights, EMA weights and Adam moments
 /// must be finite, and the weights at most [`MAX_ABS_WEIGHT`] in absolute value.
-fn state_rule(mlp: &Mlp, ema: Option<&Ema>, adam: &Adam) -> Option<String> {
+fn state_rule(params: &[f32], ema: Option<&FlatEma>, adam: &Adam) -> Option<String> {
     let (m, v) = adam.moments();
-    weights_rule("weight", mlp.params())
-        .or_else(|| ema.and_then(|e| weights_rule("EMA weight", e.weights().params())))
+    weights_rule("weight", params)
+        .or_else(|| ema.and_then(|e| weights_rule("EMA weight", &e.weights)))
         .or_else(|| {
             m.iter()
                 .chain(v)
@@ -133,6 +138,10 @@ pub fn batch_rng(seed: u64, step: usize) -> FmRng {
 /// **Stopping.** [`Trainer::stop_flag`] gives the trainer an `AtomicBool`; once it is set, the
 /// run finishes its current step, writes a checkpoint (when a checkpoint path is set) and
 /// returns the model so far with [`TrainOutcome::interrupted`] set.
+///
+/// **Other networks.** [`Trainer::run`] trains the MLP of the [`ArchConfig`];
+/// [`Trainer::run_with`] trains any [`TrainableField`] through the same loop (all of the above
+/// holds for it too).
 ///
 /// ```
 /// use fm_train::{ArchConfig, MatcherSpec, Objective, Trainer, TrainParams};
@@ -254,7 +263,7 @@ impl Trainer {
         &self.matcher
     }
 
-    fn identity(&self) -> RunIdentity {
+    fn identity(&self, network: Option<NetworkIdentity>) -> RunIdentity {
         RunIdentity {
             source: self.source.name(),
             target: self.target.name(),
@@ -265,6 +274,7 @@ impl Trainer {
             seed: self.params.seed,
             optimizer: self.params.optimizer.name().into(),
             ema: self.params.ema,
+            network,
         }
     }
 
@@ -288,11 +298,98 @@ impl Trainer {
         }
     }
 
-    /// Runs the training, calling `on_step` after every step.
+    /// Runs the training of the MLP of the architecture, calling `on_step` after every step.
     pub fn run(
         &self,
         on_step: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<TrainOutcome, TrainError> {
+        self.in_pool(|| {
+            let p = &self.params;
+            let cfg = self.arch.mlp_config()?;
+            // Stream 0 of the seed initialises the network.
+            let mut init_rng = fm_core::rng::seeded(p.seed);
+            let mlp = Mlp::new(&cfg, &mut init_rng)?;
+            let run = self.run_in_pool(mlp, Some(&cfg), on_step)?;
+            let config = ModelConfig {
+                format: MODEL_FORMAT.into(),
+                format_version: MODEL_FORMAT_VERSION,
+                crate_version: env!("CARGO_PKG_VERSION").into(),
+                architecture: self.arch.clone(),
+                objective: self.objective,
+                matcher: self.matcher.spec().clone(),
+                training: p.params().clone(),
+                source: self.source.name(),
+                target: self.target.name(),
+                steps_done: run.done,
+                loss_history: run.history,
+                has_ema: run.ema.is_some(),
+            };
+            let ema = match run.ema {
+                Some(e) => Some(Mlp::from_params(&cfg, e.weights)?),
+                None => None,
+            };
+            Ok(run.outcome.with_model(TrainedModel {
+                config,
+                mlp: run.net,
+                ema,
+            }))
+        })
+    }
+
+    /// Trains `net`, any [`TrainableField`], through the same loop as [`Trainer::run`]: the
+    /// batches of the data and matcher, the optimizer and EMA of the [`TrainParams`](crate::TrainParams),
+    /// the divergence rule, checkpoints (which record the network's tensor shapes and
+    /// [`TrainableField::architecture`], so only the same kind of network resumes them), the
+    /// stop flag and `on_step`. The network comes initialised (by its own code and RNG); the
+    /// [`ArchConfig`] given to [`Trainer::new`] is not used (checkpoints still record it). With
+    /// `net` an [`Mlp`] initialised as `run` does, the weights are bit-identical to `run`'s.
+    ///
+    /// See [`TrainableField`] for an example.
+    pub fn run_with<N: TrainableField>(
+        &self,
+        net: N,
+        on_step: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<TrainOutcome<TrainedNet<N>>, TrainError> {
+        let dim = self.target.dim();
+        if net.dim() != dim {
+            return Err(TrainError::param(
+                "network",
+                net.dim(),
+                format!(
+                    "the network has dimension {} but the data has dimension {dim}: build it for {dim}-D",
+                    net.dim()
+                ),
+            ));
+        }
+        if net.params().is_empty() {
+            return Err(TrainError::param(
+                "network",
+                0,
+                "the network has no parameters to train",
+            ));
+        }
+        self.in_pool(|| {
+            let run = self.run_in_pool(net, None, on_step)?;
+            let ema = run.ema.map(|e| {
+                let mut n = run.net.clone();
+                n.params_mut().copy_from_slice(&e.weights);
+                n
+            });
+            Ok(run.outcome.with_model(TrainedNet {
+                net: run.net,
+                ema,
+                objective: self.objective,
+                matcher: self.matcher.spec().clone(),
+                steps_done: run.done,
+                loss_history: run.history,
+            }))
+        })
+    }
+
+    fn in_pool<T: Send>(
+        &self,
+        f: impl FnOnce() -> Result<T, TrainError> + Send,
+    ) -> Result<T, TrainError> {
         let threads = self.params.threads;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -300,22 +397,22 @@ impl Trainer {
             .map_err(|e| {
                 TrainError::param("threads", threads, format!("cannot start the threads: {e}"))
             })?;
-        pool.install(|| self.run_in_pool(on_step))
+        pool.install(f)
     }
 
-    fn run_in_pool(
+    /// The loop, for any network; `mlp` is the MLP's config when `net` is the built-in MLP (its
+    /// checkpoints keep their format: identity without `network`, EMA as `fm_autograd::Ema`).
+    fn run_in_pool<N: TrainableField>(
         &self,
+        mut net: N,
+        mlp: Option<&MlpConfig>,
         on_step: &mut (dyn FnMut(&Progress) + Send),
-    ) -> Result<TrainOutcome, TrainError> {
+    ) -> Result<Run<N>, TrainError> {
         let p = &self.params;
-        let cfg = self.arch.mlp_config()?;
-        let identity = self.identity();
-        // Fresh state; stream 0 of the seed initialises the network.
-        let mut init_rng = fm_core::rng::seeded(p.seed);
-        let mut mlp = Mlp::new(&cfg, &mut init_rng)?;
+        let identity = self.identity(mlp.is_none().then(|| NetworkIdentity::of(&net)));
         let mut adam = Adam::new(self.adam_config())?;
         let mut ema = match p.ema {
-            Some(d) => Some(Ema::new(d, &mlp)?),
+            Some(d) => Some(FlatEma::new(d, net.params())?),
             None => None,
         };
         let mut start = 0;
@@ -349,12 +446,38 @@ impl Trainer {
                     ),
                 });
             }
-            mlp.set_params(&ck.params)
-                .map_err(|e| TrainError::bad_file(path, format!("the weights do not fit: {e}")))?;
+            let n = net.params().len();
+            let fits = |what: &str, found: usize| {
+                (found != n).then(|| {
+                    let e = AutogradError::ShapeMismatch {
+                        what: "params".into(),
+                        expected: n.to_string(),
+                        found: found.to_string(),
+                    };
+                    TrainError::bad_file(path, format!("the {what} do not fit: {e}"))
+                })
+            };
+            if let Some(e) = fits("weights", ck.params.len()) {
+                return Err(e);
+            }
+            net.params_mut().copy_from_slice(&ck.params);
             adam = ck.state.adam;
             // The learning rate may be changed on resume (e.g. after a divergence).
             adam.set_lr(p.lr)?;
-            ema = ck.state.ema;
+            ema = match mlp {
+                Some(_) => ck.state.ema.map(|e| FlatEma {
+                    decay: e.decay(),
+                    weights: e.weights().params().to_vec(),
+                    updates: e.updates(),
+                }),
+                None => ck.state.net_ema,
+            };
+            if let Some(e) = ema
+                .as_ref()
+                .and_then(|e| fits("EMA weights", e.weights.len()))
+            {
+                return Err(e);
+            }
             start = ck.state.step;
             history = ck.state.loss_history;
             // Checkpoints written before the reference was stored: the first logged loss.
@@ -365,7 +488,7 @@ impl Trainer {
                     "the checkpoint holds no reference loss for the divergence rule (it was written by an older fm before its first logged step): delete it and train again",
                 ));
             }
-            if let Some(why) = state_rule(&mlp, ema.as_ref(), &adam)
+            if let Some(why) = state_rule(net.params(), ema.as_ref(), &adam)
                 .or_else(|| reference_loss.and_then(|r| loss_rule(r, r)))
             {
                 return Err(TrainError::bad_file(
@@ -378,7 +501,7 @@ impl Trainer {
         }
 
         let started = Instant::now();
-        let mut grads = Grads::zeros(&mlp);
+        let mut grads = vec![0.0_f32; net.params().len()];
         let mut last_loss = f64::NAN;
         let mut last_good: Option<usize> = self.resume.then_some(start);
         let mut written = 0;
@@ -390,44 +513,42 @@ impl Trainer {
         let every = p.checkpoint_every.filter(|_| self.checkpoint.is_some());
         let stop_requested = || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
         let snapshot = |step: usize,
-                        mlp: &Mlp,
+                        net: &N,
                         adam: &Adam,
-                        ema: &Option<Ema>,
+                        ema: &Option<FlatEma>,
                         history: &[(usize, f64)],
-                        reference_loss: Option<f64>| Checkpoint {
-            state: CheckpointState {
-                format_version: CHECKPOINT_FORMAT_VERSION,
-                crate_version: env!("CARGO_PKG_VERSION").into(),
-                identity: identity.clone(),
-                step,
-                loss_history: history.to_vec(),
-                reference_loss,
-                adam: adam.clone(),
-                ema: ema.clone(),
-                next_batch_rng: batch_rng(p.seed, step),
-            },
-            params: mlp.params().to_vec(),
+                        reference_loss: Option<f64>|
+         -> Result<Checkpoint, TrainError> {
+            // The MLP's EMA is stored as `fm_autograd::Ema`, as before custom networks.
+            let (mlp_ema, net_ema) = match (mlp, ema) {
+                (Some(cfg), Some(e)) => {
+                    let w = Mlp::from_params(cfg, e.weights.clone())?;
+                    (Some(Ema::from_parts(e.decay, w, e.updates)?), None)
+                }
+                (None, e) => (None, e.clone()),
+                (Some(_), None) => (None, None),
+            };
+            Ok(Checkpoint {
+                state: CheckpointState {
+                    format_version: CHECKPOINT_FORMAT_VERSION,
+                    crate_version: env!("CARGO_PKG_VERSION").into(),
+                    identity: identity.clone(),
+                    step,
+                    loss_history: history.to_vec(),
+                    reference_loss,
+                    adam: adam.clone(),
+                    ema: mlp_ema,
+                    net_ema,
+                    next_batch_rng: batch_rng(p.seed, step),
+                },
+                params: net.params().to_vec(),
+            })
         };
 
         let mut train_step = |k: usize, batch: Batch| -> Result<ControlFlow<()>, TrainError> {
             let step = k + 1;
-            let loss = match mlp.loss_and_grad_into(
-                batch.t.view(),
-                batch.x_t.view(),
-                batch.target.view(),
-                &mut grads,
-            ) {
-                Ok(l) => l,
-                Err(AutogradError::NonFinite { value, .. }) => {
-                    return Err(self.diverged(
-                        step,
-                        value,
-                        format!("the loss is {value}"),
-                        last_good,
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            };
+            // A non-finite loss comes back as `Ok`: the rule below reports it.
+            let loss = net.loss_and_grad(&batch, &mut grads)?;
             let reference = *reference_loss.get_or_insert(loss);
             if let Some(why) = loss_rule(loss, reference) {
                 return Err(self.diverged(step, loss, why, last_good));
@@ -438,7 +559,7 @@ impl Trainer {
                 written += 1;
                 last_good = Some(ck.state.step);
             }
-            match adam.step(&mut mlp, &grads) {
+            match adam.update(net.params_mut(), &grads) {
                 Err(AutogradError::NonFinite { what, value, .. }) => {
                     let why = format!("the {what} is {value}");
                     return Err(self.diverged(step, loss, why, last_good));
@@ -446,7 +567,7 @@ impl Trainer {
                 r => r?,
             }
             if let Some(e) = ema.as_mut() {
-                e.update(&mlp)?;
+                e.update(net.params())?;
             }
             last_loss = loss;
             done = step;
@@ -455,10 +576,10 @@ impl Trainer {
             }
             if let Some(every) = every {
                 if step % every == 0 && step != p.steps {
-                    if let Some(why) = state_rule(&mlp, ema.as_ref(), &adam) {
+                    if let Some(why) = state_rule(net.params(), ema.as_ref(), &adam) {
                         return Err(self.diverged(step, f64::NAN, why, last_good));
                     }
-                    pending = Some(snapshot(step, &mlp, &adam, &ema, &history, reference_loss));
+                    pending = Some(snapshot(step, &net, &adam, &ema, &history, reference_loss)?);
                 }
             }
             on_step(&Progress {
@@ -500,21 +621,11 @@ impl Trainer {
             last_loss = history.last().map_or(f64::NAN, |h| h.1);
         }
         // The final state: sane weights, and a sane loss of these very weights on the next batch.
-        if let Some(why) = state_rule(&mlp, ema.as_ref(), &adam) {
+        if let Some(why) = state_rule(net.params(), ema.as_ref(), &adam) {
             return Err(self.diverged(done, f64::NAN, why, last_good));
         }
         let next = self.batch(done)?;
-        let final_check = mlp.loss_and_grad_into(
-            next.t.view(),
-            next.x_t.view(),
-            next.target.view(),
-            &mut grads,
-        );
-        let check_loss = match final_check {
-            Ok(l) => l,
-            Err(AutogradError::NonFinite { value, .. }) => value,
-            Err(e) => return Err(e.into()),
-        };
+        let check_loss = net.loss_and_grad(&next, &mut grads)?;
         let reference = *reference_loss.get_or_insert(check_loss);
         if let Some(why) = loss_rule(check_loss, reference) {
             return Err(self.diverged(
@@ -527,37 +638,25 @@ impl Trainer {
         if let Some(path) = self.checkpoint.as_deref() {
             let due = every.is_some() || interrupted;
             if due && done > start {
-                snapshot(done, &mlp, &adam, &ema, &history, reference_loss).save(path)?;
+                snapshot(done, &net, &adam, &ema, &history, reference_loss)?.save(path)?;
                 written += 1;
             }
         }
         let wall_seconds = started.elapsed().as_secs_f64();
-        let config = ModelConfig {
-            format: MODEL_FORMAT.into(),
-            format_version: MODEL_FORMAT_VERSION,
-            crate_version: env!("CARGO_PKG_VERSION").into(),
-            architecture: self.arch.clone(),
-            objective: self.objective,
-            matcher: self.matcher.spec().clone(),
-            training: p.params().clone(),
-            source: self.source.name(),
-            target: self.target.name(),
-            steps_done: done,
-            loss_history: history,
-            has_ema: ema.is_some(),
-        };
-        Ok(TrainOutcome {
-            model: TrainedModel {
-                config,
-                mlp,
-                ema: ema.map(|e| e.weights().clone()),
+        Ok(Run {
+            net,
+            ema,
+            done,
+            history,
+            outcome: TrainOutcome {
+                model: (),
+                start_step: start,
+                steps_run: done - start,
+                wall_seconds,
+                final_loss: last_loss,
+                checkpoints_written: written,
+                interrupted,
             },
-            start_step: start,
-            steps_run: done - start,
-            wall_seconds,
-            final_loss: last_loss,
-            checkpoints_written: written,
-            interrupted,
         })
     }
 
@@ -595,6 +694,30 @@ impl Trainer {
     }
 }
 
+/// What the loop hands back: the network, its EMA, the steps done, the loss history and the
+/// outcome's counters (its model is filled in by `run` or `run_with`).
+struct Run<N> {
+    net: N,
+    ema: Option<FlatEma>,
+    done: usize,
+    history: Vec<(usize, f64)>,
+    outcome: TrainOutcome<()>,
+}
+
+impl TrainOutcome<()> {
+    fn with_model<M>(self, model: M) -> TrainOutcome<M> {
+        TrainOutcome {
+            model,
+            start_step: self.start_step,
+            steps_run: self.steps_run,
+            wall_seconds: self.wall_seconds,
+            final_loss: self.final_loss,
+            checkpoints_written: self.checkpoints_written,
+            interrupted: self.interrupted,
+        }
+    }
+}
+
 /// The settings that differ between a checkpoint's run and this one, in the user's words
 /// (`--matcher was otcfm (σ = 0.1, exact coupling), now icfm (…)`), never as Rust structs.
 fn describe_mismatch(old: &RunIdentity, new: &RunIdentity) -> String {
@@ -615,6 +738,19 @@ fn describe_mismatch(old: &RunIdentity, new: &RunIdentity) -> String {
     }
     fn ema(e: Option<f64>) -> String {
         e.map_or_else(|| "0 (off)".into(), |d| d.to_string())
+    }
+    fn net(n: Option<&crate::NetworkIdentity>) -> String {
+        n.map_or_else(
+            || "the built-in MLP".into(),
+            |n| {
+                let arch = if n.architecture.is_empty() {
+                    "a custom network"
+                } else {
+                    &n.architecture
+                };
+                format!("{arch} with {} parameters", n.params)
+            },
+        )
     }
     let rows = [
         (
@@ -666,6 +802,12 @@ fn describe_mismatch(old: &RunIdentity, new: &RunIdentity) -> String {
             new.optimizer.clone(),
         ),
         ("--ema", old.ema != new.ema, ema(old.ema), ema(new.ema)),
+        (
+            "the trained network",
+            old.network != new.network,
+            net(old.network.as_ref()),
+            net(new.network.as_ref()),
+        ),
     ];
     rows.into_iter()
         .filter(|r| r.1)
