@@ -81,9 +81,24 @@ pub struct TrainArgs {
     /// CNF-MLE: steps of the solve recorded for training (default 8).
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub solver_steps: Option<i64>,
-    /// CNF-MLE: steps of the solve for likelihoods and sampling (default 32).
+    /// CNF-MLE: steps of the fixed-step solve for likelihoods and sampling with
+    /// `--eval-solver fixed` (default 32; giving it alone implies `--eval-solver fixed`).
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub eval_steps: Option<i64>,
+    /// CNF-MLE: the solver of likelihoods and sampling: dopri5 (adaptive, exact divergence,
+    /// the default) or fixed (the --cnf-solver method with --eval-steps steps).
+    #[arg(long, value_name = "NAME")]
+    pub eval_solver: Option<String>,
+    /// CNF-MLE: relative tolerance of the dopri5 evaluation (default 1e-5).
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub rtol: Option<f64>,
+    /// CNF-MLE: absolute tolerance of the dopri5 evaluation (default 1e-5).
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    pub atol: Option<f64>,
+    /// CNF-MLE: the divergence in training: exact (default) or hutchinson[:K][,gaussian|rademacher]
+    /// (K probes per row, default 1, Rademacher by default), e.g. hutchinson:2,gaussian.
+    #[arg(long, value_name = "SPEC")]
+    pub divergence: Option<String>,
     /// Source dataset: a built-in name (`fm datasets`) or a .csv/.npy file; `gaussian` takes the target's dimension.
     #[arg(long, default_value = "gaussian", value_name = "SPEC")]
     pub source: String,
