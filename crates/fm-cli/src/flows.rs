@@ -123,7 +123,7 @@ pub enum Flow {
 
 impl Flow {
     /// The kind as the model file names it.
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Flow::Coupling(_) => COUPLING_KIND,
             Flow::Residual(_) => RESIDUAL_KIND,
@@ -132,7 +132,7 @@ impl Flow {
     }
 
     /// The data dimension.
-    fn dim(&self) -> usize {
+    pub(crate) fn dim(&self) -> usize {
         match self {
             Flow::Coupling(f) => f.config().dim,
             Flow::Residual(f) => f.config().dim,
@@ -141,7 +141,7 @@ impl Flow {
     }
 
     /// `n` samples.
-    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Array2<f64>> {
+    pub(crate) fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Array2<f64>> {
         match self {
             Flow::Coupling(f) => f.sample(n, rng),
             Flow::Residual(f) => f.sample(n, rng),
@@ -151,7 +151,7 @@ impl Flow {
     }
 
     /// `log p(x)` per row (exact log-determinants; the CNF's fixed-step evaluation solve).
-    fn log_density(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+    pub(crate) fn log_density(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
         match self {
             Flow::Coupling(f) => f.log_density(x),
             Flow::Residual(f) => f.log_density(x),
@@ -791,6 +791,35 @@ pub fn likelihood(a: &LikelihoodArgs, flow: &Flow) -> Result<Report> {
     r.insert("rows_in_file".into(), json!(rows_in_file));
     r.insert("seconds".into(), json!(secs));
     Ok(r)
+}
+
+/// `fm plot samples --model F` for a normalizing flow: `n` samples and the plot's title.
+pub fn plot_samples(path: &Path, n: usize, seed: u64) -> Result<(Array2<f64>, String)> {
+    let flow =
+        load(path)?.ok_or_else(|| input(format!("{}: not a normalizing flow", path.display())))?;
+    let x = flow.sample(n, &mut flow_matching::core::rng::seeded(seed))?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((x, format!("{} flow samples, {name}", flow.kind())))
+}
+
+/// `fm plot trajectories|loss --model F`: refused for a normalizing flow, which has no
+/// trajectory to integrate (a CNF-MLE's is not recorded) and no loss history in its file.
+pub fn refuse_plot(path: &Path, what: &str) -> Result<()> {
+    if let Some(flow) = load(path)? {
+        let why = match what {
+            "loss" => "its file holds no loss history (fm train --json prints the losses)",
+            _ => "it has no recorded trajectories",
+        };
+        bail!(input(format!(
+            "fm plot {what} does not apply to the {} model {}: {why}; use fm plot samples or fm plot density",
+            flow.kind(),
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
