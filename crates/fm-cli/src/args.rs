@@ -95,8 +95,8 @@ pub struct TrainArgs {
     /// CNF-MLE: absolute tolerance of the dopri5 evaluation (default 1e-5).
     #[arg(long, value_name = "A", allow_negative_numbers = true)]
     pub atol: Option<f64>,
-    /// CNF-MLE: the divergence in training: exact (default) or hutchinson[:K][,gaussian|rademacher]
-    /// (K probes per row, default 1, Rademacher by default), e.g. hutchinson:2,gaussian.
+    /// CNF-MLE: the divergence in training: `exact` (default) or `hutchinson[:K][,gaussian|rademacher]`
+    /// (K probes per row, default 1, Rademacher by default), e.g. `hutchinson:2,gaussian`.
     #[arg(long, value_name = "SPEC")]
     pub divergence: Option<String>,
     /// Source dataset: a built-in name (`fm datasets`) or a .csv/.npy file; `gaussian` takes the target's dimension.

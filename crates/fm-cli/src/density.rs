@@ -41,7 +41,7 @@ pub struct DensityArgs<'a> {
 
 /// A model whose log-density the plot draws.
 enum Model {
-    Flow(flows::Flow),
+    Flow(Box<flows::Flow>),
     Fm(Box<flow_matching::train::TrainedModel>),
 }
 
@@ -193,7 +193,7 @@ pub fn run(a: &DensityArgs<'_>) -> Result<Report> {
                         };
                         c.set_evaluation(eval, None, None)
                             .map_err(|e| input(format!("--rtol/--atol: {e}")))?;
-                        Model::Flow(flows::Flow::Cnf(c))
+                        Model::Flow(Box::new(flows::Flow::Cnf(c)))
                     }
                     other => bail!(input(format!(
                         "--rtol/--atol do not apply to a {} model (its log-density is exact): leave them out",
@@ -201,7 +201,7 @@ pub fn run(a: &DensityArgs<'_>) -> Result<Report> {
                     ))),
                 }
             } else {
-                Model::Flow(f)
+                Model::Flow(Box::new(f))
             }
         }
         None => {

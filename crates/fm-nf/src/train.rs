@@ -101,7 +101,7 @@ impl TrainConfig {
     }
 }
 
-/// What [`train`] (or [`train_with`]) did.
+/// What [`train`] (or [`train_with`](crate::train_with)) did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainReport {
     /// `(step, batch loss)` every `log_every` steps and at the last step (step counted from 1);
