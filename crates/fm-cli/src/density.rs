@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use flow_matching::data::write_points;
 use flow_matching::metrics;
 use flow_matching::train::SampleOptions;
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
 use plotters::prelude::*;
 use serde_json::json;
 use std::path::Path;
@@ -163,6 +163,9 @@ fn viridis(u: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
+/// Grid points per log-density evaluation.
+const CHUNK_ROWS: usize = 4096;
+
 /// How many nats below the maximum the colour scale reaches (lower values get its floor).
 const DYNAMIC_RANGE: f64 = 12.0;
 
@@ -238,9 +241,19 @@ pub fn run(a: &DensityArgs<'_>) -> Result<Report> {
             yr.0 + ((k / grid) as f64 + 0.5) * hy
         }
     });
-    let lp = model
-        .log_density(pts.view(), tol)
-        .with_context(|| format!("the log-density of {} on the grid", a.model.display()))?;
+    // In chunks of rows, so memory does not grow with --grid (an adaptive solve's steps are
+    // chosen per chunk).
+    let mut lp = Array1::zeros(pts.nrows());
+    for (i, chunk) in pts.axis_chunks_iter(Axis(0), CHUNK_ROWS).enumerate() {
+        let v = model
+            .log_density(chunk, tol)
+            .with_context(|| format!("the log-density of {} on the grid", a.model.display()))?;
+        lp.slice_axis_mut(
+            Axis(0),
+            Slice::from(i * CHUNK_ROWS..i * CHUNK_ROWS + v.len()),
+        )
+        .assign(&v);
+    }
     let finite: Vec<f64> = lp.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
         bail!(

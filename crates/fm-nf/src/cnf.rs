@@ -6,7 +6,8 @@ use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
 use fm_core::{LogDensity, StandardNormal, VectorField};
 use fm_ode::{
-    AugmentedField, ButcherTableau, Dopri5, Integrator, augmented_state, split_augmented,
+    AugmentedField, ButcherTableau, Dopri5, ExplicitRk, Integrator, augmented_state,
+    split_augmented,
 };
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 use rand::{Rng, RngCore};
@@ -293,8 +294,8 @@ impl CnfMle {
         Ok(())
     }
 
-    /// `v(t, x)` and, if asked, its divergence `(n, 1)`: exact by `d` tangents, or
-    /// Hutchinson's estimate with the given probes.
+    /// `v(t, x)` and its divergence `(n, 1)`: exact by `d` tangents, or Hutchinson's
+    /// estimate with the given probes.
     fn field(
         &self,
         g: &mut Graph<f64>,
@@ -308,14 +309,11 @@ impl CnfMle {
         let mut h = g.concat_cols(&[x, tc])?;
         let mut derivs = Vec::new();
         let layers = &self.net.layers;
-        let with_div = !matches!(div, Div::None);
         for (l, &(wi, bi)) in layers.iter().enumerate() {
             let z = g.matmul(h, p[wi])?;
             let z = g.add_bias(z, p[bi])?;
             h = if l + 1 < layers.len() {
-                if with_div {
-                    derivs.push(g.act_deriv(z, self.net.activation)?);
-                }
+                derivs.push(g.act_deriv(z, self.net.activation)?);
                 g.activate(z, self.net.activation)?
             } else {
                 z
@@ -334,7 +332,6 @@ impl CnfMle {
             Ok(tan)
         };
         match div {
-            Div::None => Ok((h, None)),
             Div::Exact => {
                 let mut terms = Vec::with_capacity(d);
                 for j in 0..d {
@@ -477,17 +474,23 @@ impl CnfMle {
     }
 
     /// `log p(x)` per row by the fixed-step method [`CnfConfig::solver`] with `steps` steps
-    /// (the discretisation training records, with the exact divergence).
+    /// and the exact divergence: the discretisation training records (the same tableau on
+    /// `[x, ℓ]`), run by `fm-ode`'s integrator on plain arrays (no tape, so memory does not
+    /// grow with the steps).
     pub fn log_density_fixed(&self, x: ArrayView2<f64>, steps: usize) -> Result<Array1<f64>> {
         self.check_x("x", x)?;
         if steps == 0 {
             return Err(invalid("steps", 0, "give at least one solver step"));
         }
-        let mut g = Graph::new();
-        let p = self.layout.leaves(&mut g, &self.params);
-        let xv = g.leaf(x.to_owned());
-        let lp = self.log_prob_graph(&mut g, xv, &p, steps, &Div::Exact)?;
-        Ok(g.value(lp).column(0).to_owned())
+        let field = self.field_at_params();
+        let aug = AugmentedField::new(&field);
+        let sol = Integrator::new(ExplicitRk::new(self.tableau.clone()))
+            .span(1.0, 0.0)
+            .steps(steps)
+            .run(&aug, augmented_state(x).view())?;
+        let (z, ell) = split_augmented(sol.x.view());
+        let base = StandardNormal::new(self.config.dim)?.log_prob(z.view())?;
+        Ok(base - ell)
     }
 
     /// The field `v_θ(t, x)` with its exact divergence as an `fm-ode` [`VectorField`], computed
@@ -513,18 +516,12 @@ impl CnfMle {
         let z = StandardNormal::new(self.config.dim)?.sample(n, rng);
         match self.config.eval {
             CnfEval::Fixed => {
-                let mut g = Graph::new();
-                let p = self.layout.leaves(&mut g, &self.params);
-                let zv = g.leaf(z);
-                let (x, _) = self.solve(
-                    &mut g,
-                    zv,
-                    &p,
-                    (0.0, 1.0),
-                    self.config.eval_steps,
-                    &Div::None,
-                )?;
-                Ok(g.value(x).clone())
+                let field = self.field_at_params();
+                let sol = Integrator::new(ExplicitRk::new(self.tableau.clone()))
+                    .span(0.0, 1.0)
+                    .steps(self.config.eval_steps)
+                    .run(&field, z.view())?;
+                Ok(sol.x)
             }
             CnfEval::Dopri5 { rtol, atol } => {
                 let field = self.field_at_params();
@@ -570,8 +567,6 @@ impl CnfMle {
 
 /// How the recorded solve computes the divergence.
 enum Div {
-    /// Not at all (sampling).
-    None,
     /// Exactly, by `d` tangents.
     Exact,
     /// Hutchinson's estimate with these `(tangent [v, 0], v)` leaves.
