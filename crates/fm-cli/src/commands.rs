@@ -799,6 +799,9 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
             let n = count("n", n, 1_000_000)?;
             let (x, title) = match (&samples, &model) {
                 (Some(s), _) => (read_points(s)?, format!("samples: {}", s.display())),
+                (None, Some(m)) if crate::flows::load(m)?.is_some() => {
+                    crate::flows::plot_samples(m, n, seed)?
+                }
                 (None, Some(m)) => {
                     let mut model = load_model(m)?;
                     crate::verbs::use_source(&mut model, m, None, false)?;
@@ -847,6 +850,7 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
             let traj = match (&trajectory, &model) {
                 (Some(f), _) => crate::verbs::read_trajectory(f)?,
                 (None, Some(m)) => {
+                    crate::flows::refuse_plot(m, "trajectories")?;
                     let mut model = load_model(m)?;
                     crate::verbs::use_source(&mut model, m, None, false)?;
                     let opts = SampleOptions {
@@ -869,11 +873,33 @@ fn plot_cmd(kind: PlotKind) -> Result<Report> {
             r.insert("out".into(), json!(out.display().to_string()));
             println!("plot written to {}", out.display());
         }
+        PlotKind::Density {
+            model,
+            range,
+            grid,
+            seed,
+            rtol,
+            atol,
+            values,
+            out,
+        } => {
+            return crate::density::run(&crate::density::DensityArgs {
+                model: &model,
+                range: range.as_deref(),
+                grid,
+                seed,
+                rtol,
+                atol,
+                values: values.as_deref(),
+                out: &out,
+            });
+        }
         PlotKind::Loss { model, out } => {
             check_outputs(
                 &[("--model", Some(&model))],
                 &[output("--out", &out, Kind::Png)],
             )?;
+            crate::flows::refuse_plot(&model, "loss")?;
             let m = load_model(&model)?;
             plot::loss_curve(
                 &out,

@@ -17,8 +17,9 @@ use clap::parser::ValueSource;
 use flow_matching::autograd::Activation;
 use flow_matching::data::{Dataset, write_points};
 use flow_matching::nf::{
-    self, CNF_KIND, COUPLING_KIND, CnfConfig, CnfMle, CouplingConfig, CouplingFlow,
-    LogDetEstimator, NfError, RESIDUAL_KIND, ResidualConfig, ResidualFlow, TrainConfig,
+    self, CNF_KIND, COUPLING_KIND, CnfConfig, CnfEval, CnfMle, CouplingConfig, CouplingFlow,
+    LogDetEstimator, NfError, ProbeNoise, RESIDUAL_KIND, ResidualConfig, ResidualFlow,
+    TraceEstimator, TrainConfig, TrainControl,
 };
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::RngCore;
@@ -69,6 +70,10 @@ pub const NF_ONLY: &[&str] = &[
     "cnf_solver",
     "solver_steps",
     "eval_steps",
+    "eval_solver",
+    "rtol",
+    "atol",
+    "divergence",
 ];
 
 /// `fm train` flags of flow matching that no normalizing flow reads.
@@ -83,9 +88,6 @@ const FM_ONLY: &[&str] = &[
     "weight_decay",
     "time_features",
     "ema",
-    "checkpoint_every",
-    "checkpoint",
-    "resume",
     "threads",
 ];
 
@@ -121,7 +123,7 @@ pub enum Flow {
 
 impl Flow {
     /// The kind as the model file names it.
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Flow::Coupling(_) => COUPLING_KIND,
             Flow::Residual(_) => RESIDUAL_KIND,
@@ -130,7 +132,7 @@ impl Flow {
     }
 
     /// The data dimension.
-    fn dim(&self) -> usize {
+    pub(crate) fn dim(&self) -> usize {
         match self {
             Flow::Coupling(f) => f.config().dim,
             Flow::Residual(f) => f.config().dim,
@@ -139,7 +141,7 @@ impl Flow {
     }
 
     /// `n` samples.
-    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Array2<f64>> {
+    pub(crate) fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Array2<f64>> {
         match self {
             Flow::Coupling(f) => f.sample(n, rng),
             Flow::Residual(f) => f.sample(n, rng),
@@ -149,7 +151,7 @@ impl Flow {
     }
 
     /// `log p(x)` per row (exact log-determinants; the CNF's fixed-step evaluation solve).
-    fn log_density(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+    pub(crate) fn log_density(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
         match self {
             Flow::Coupling(f) => f.log_density(x),
             Flow::Residual(f) => f.log_density(x),
@@ -177,6 +179,18 @@ pub fn load(path: &Path) -> Result<Option<Flow>> {
         return Ok(None);
     }
     let Ok(Some(kind)) = nf::model_kind(path) else {
+        if let Ok(ck) = nf::NfCheckpoint::load(path) {
+            bail!(input(format!(
+                "{}: this is a training checkpoint of a {} flow (step {}), not a model: continue training with \
+                 `fm train --model {} --checkpoint {} --resume` and the run's other flags (that writes the model \
+                 to --out), or use the model file the run wrote with --out",
+                path.display(),
+                ck.kind(),
+                ck.step(),
+                ck.kind(),
+                path.display()
+            )));
+        }
         return Ok(None);
     };
     let flow = match kind.as_str() {
@@ -229,6 +243,88 @@ fn estimator(spec: &str) -> Result<LogDetEstimator> {
                 min_terms: m.trim().parse().map_err(|_| bad())?,
                 p: p.trim().parse().map_err(|_| bad())?,
             })
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `--eval-solver`, `--rtol`, `--atol` and `--eval-steps` of `fm train --model cnf-mle`.
+fn cnf_eval(a: &TrainArgs) -> Result<CnfEval> {
+    let name = match a
+        .eval_solver
+        .as_deref()
+        .map(|s| s.trim().to_ascii_lowercase())
+    {
+        Some(n) => n,
+        // `--eval-steps` alone asks for the fixed-step evaluation it sets.
+        None if given("eval_steps") => "fixed".into(),
+        None => "dopri5".into(),
+    };
+    match name.as_str() {
+        "dopri5" => {
+            if given("eval_steps") {
+                bail!(input(
+                    "--eval-steps sets the fixed-step evaluation and does not apply to --eval-solver dopri5:                      leave it out, or give --eval-solver fixed"
+                ));
+            }
+            let d = CnfEval::default();
+            let CnfEval::Dopri5 { rtol, atol } = d else {
+                unreachable!("the default evaluation is dopri5")
+            };
+            Ok(CnfEval::Dopri5 {
+                rtol: a.rtol.unwrap_or(rtol),
+                atol: a.atol.unwrap_or(atol),
+            })
+        }
+        "fixed" => {
+            refuse(
+                &["rtol", "atol"],
+                "--eval-solver fixed",
+                " (tolerances are for dopri5)",
+            )?;
+            Ok(CnfEval::Fixed)
+        }
+        other => bail!(input(format!(
+            "unknown --eval-solver {other}: choose dopri5 (adaptive) or fixed (the --cnf-solver method with --eval-steps steps)"
+        ))),
+    }
+}
+
+/// `--divergence`: `exact` or `hutchinson[:K][,gaussian|rademacher]`.
+fn trace_estimator(spec: &str) -> Result<TraceEstimator> {
+    let bad = || {
+        input(format!(
+            "invalid --divergence {spec}: give exact or hutchinson[:K][,gaussian|rademacher]              (K probes per row), e.g. hutchinson:2,rademacher"
+        ))
+    };
+    let s = spec.trim().to_ascii_lowercase();
+    let (name, rest) = s
+        .split_once(':')
+        .map_or((s.as_str(), None), |(a, b)| (a, Some(b)));
+    match (name, rest) {
+        ("exact", None) => Ok(TraceEstimator::Exact),
+        ("hutchinson", rest) => {
+            let (k, noise) = match rest {
+                None => (None, None),
+                Some(r) => match r.split_once(',') {
+                    Some((k, n)) => (Some(k.trim()), Some(n.trim())),
+                    None if r.trim().parse::<i64>().is_ok() => (Some(r.trim()), None),
+                    None => (None, Some(r.trim())),
+                },
+            };
+            let probes = match k {
+                Some(k) => {
+                    let k: i64 = k.parse().map_err(|_| bad())?;
+                    count("divergence probes", k, 10_000).map_err(|_| bad())?
+                }
+                None => 1,
+            };
+            let noise = match noise {
+                None | Some("rademacher") => ProbeNoise::Rademacher,
+                Some("gaussian") => ProbeNoise::Gaussian,
+                Some(_) => return Err(bad()),
+            };
+            Ok(TraceEstimator::Hutchinson { probes, noise })
         }
         _ => Err(bad()),
     }
@@ -311,6 +407,13 @@ fn build(a: &TrainArgs, dim: usize, rng: &mut dyn RngCore) -> Result<Flow> {
                     .map(|k| count("eval-steps", k, 100_000))
                     .transpose()?
                     .unwrap_or(d.eval_steps),
+                eval: cnf_eval(a)?,
+                trace: a
+                    .divergence
+                    .as_deref()
+                    .map(trace_estimator)
+                    .transpose()?
+                    .unwrap_or(d.trace),
             };
             Flow::Cnf(CnfMle::new(cfg, rng).map_err(nf_err)?)
         }
@@ -347,19 +450,63 @@ pub fn train(a: &TrainArgs, json: bool) -> Result<Report> {
                 "cnf_solver",
                 "solver_steps",
                 "eval_steps",
+                "eval_solver",
+                "rtol",
+                "atol",
+                "divergence",
             ],
             &what,
             "",
         )?,
-        RESIDUAL_KIND => refuse(&["cnf_solver", "solver_steps", "eval_steps"], &what, "")?,
+        RESIDUAL_KIND => refuse(
+            &[
+                "cnf_solver",
+                "solver_steps",
+                "eval_steps",
+                "eval_solver",
+                "rtol",
+                "atol",
+                "divergence",
+            ],
+            &what,
+            "",
+        )?,
         _ => refuse(&["layers", "probes", "estimator", "lipschitz"], &what, "")?,
     }
     check_out_dir(&a.out)?;
+    let checkpoint_every = a
+        .checkpoint_every
+        .map(|c| count("checkpoint-every", c, 100_000_000))
+        .transpose()?;
+    let explicit_checkpoint = a.checkpoint_every.is_some() || a.resume || a.checkpoint.is_some();
+    // A checkpoint path always: Ctrl-C writes one there (see `interrupt`).
+    let ckpt = a
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| flow_matching::train::Trainer::default_checkpoint_path(&a.out));
+    check_out_dir(&ckpt)?;
     let tgt_file = spec_file(&a.target);
     check_outputs(
         &[("--target", tgt_file.as_deref())],
-        &[output("--out", &a.out, Kind::Model)],
+        &[
+            output("--out", &a.out, Kind::Model),
+            output(
+                if a.checkpoint.is_some() {
+                    "--checkpoint"
+                } else {
+                    "the checkpoint (--out + .ckpt)"
+                },
+                &ckpt,
+                Kind::Checkpoint,
+            ),
+        ],
     )?;
+    if a.resume && !ckpt.is_file() {
+        bail!(input(format!(
+            "--resume: no checkpoint at {}: train without --resume first, or give --checkpoint FILE",
+            ckpt.display()
+        )));
+    }
     let steps = count("steps", a.steps, 100_000_000)?;
     let batch = count("batch", a.batch, 1 << 20)?;
     let log_every = count("log-every", a.log_every, 100_000_000)?;
@@ -379,22 +526,43 @@ pub fn train(a: &TrainArgs, json: bool) -> Result<Report> {
     };
     config.check().map_err(nf_err)?;
     let mut flow = build(a, data.ncols(), &mut rng)?;
+    let stop = crate::interrupt::install(&[&a.out, &ckpt])?;
     if !(a.quiet || json) {
-        eprintln!("training a {kind} flow by maximum likelihood for {steps} steps");
+        eprintln!(
+            "training a {kind} flow by maximum likelihood for {steps} steps; Ctrl-C stops after the current step and writes a checkpoint ({}) and the model so far",
+            ckpt.display()
+        );
     }
+    let control = TrainControl {
+        stop: Some(&stop),
+        checkpoint: Some(&ckpt),
+        checkpoint_every,
+        resume: a.resume,
+    };
     let start = Instant::now();
     let report = match &mut flow {
-        Flow::Coupling(f) => nf::train(f, data.view(), &config, &mut rng),
-        Flow::Residual(f) => nf::train(f, data.view(), &config, &mut rng),
-        Flow::Cnf(f) => nf::train(f, data.view(), &config, &mut rng),
+        Flow::Coupling(f) => nf::train_with(f, data.view(), &config, &mut rng, &control),
+        Flow::Residual(f) => nf::train_with(f, data.view(), &config, &mut rng, &control),
+        Flow::Cnf(f) => nf::train_with(f, data.view(), &config, &mut rng, &control),
     }
     .map_err(nf_err)?;
     let secs = start.elapsed().as_secs_f64();
     flow.save(&a.out)?;
+    if report.interrupted {
+        let args: Vec<String> = std::env::args().collect();
+        return Err(anyhow::Error::new(crate::interrupt::Interrupted {
+            step: report.steps_done,
+            steps,
+            checkpoint: ckpt,
+            model: a.out.clone(),
+            resume_command: crate::interrupt::resume_command(&args),
+        }));
+    }
     let final_loss = report.losses.last().map_or(f64::NAN, |&(_, l)| l);
-    let sps = steps as f64 / secs.max(1e-9);
+    let steps_run = report.steps_done - report.start_step;
+    let sps = steps_run as f64 / secs.max(1e-9);
     println!(
-        "trained a {kind} flow on {}: {steps} steps in {secs:.2} s ({sps:.0} steps/s), final loss (NLL) {final_loss:.4}",
+        "trained a {kind} flow on {}: {steps} steps ({steps_run} this run) in {secs:.2} s ({sps:.0} steps/s), final loss (NLL) {final_loss:.4}",
         a.target
     );
     println!("model written to {}", a.out.display());
@@ -404,7 +572,16 @@ pub fn train(a: &TrainArgs, json: bool) -> Result<Report> {
     r.insert("kind".into(), json!(kind));
     r.insert("target".into(), json!(a.target));
     r.insert("dim".into(), json!(data.ncols()));
-    r.insert("steps".into(), json!(steps));
+    r.insert("steps".into(), json!(report.steps_done));
+    r.insert("steps_run".into(), json!(steps_run));
+    r.insert("start_step".into(), json!(report.start_step));
+    r.insert(
+        "checkpoints_written".into(),
+        json!(report.checkpoints_written),
+    );
+    if explicit_checkpoint {
+        r.insert("checkpoint".into(), json!(ckpt.display().to_string()));
+    }
     r.insert("batch".into(), json!(batch));
     r.insert("wall_seconds".into(), json!(secs));
     r.insert("steps_per_second".into(), json!(sps));
@@ -413,13 +590,84 @@ pub fn train(a: &TrainArgs, json: bool) -> Result<Report> {
     Ok(r)
 }
 
-/// The ODE flags of sample, eval and likelihood: only flow-matching models read them.
+/// The ODE flags of sample, eval and likelihood: only flow-matching models read them (a
+/// CNF-MLE reads `--solver`, `--steps`, `--rtol` and `--atol`, see [`cnf_eval_flags`]).
 const SOLVER_FLAGS: &[&str] = &["solver", "steps", "rtol", "atol", "max_steps", "no_ema"];
+
+/// The evaluation solver flags of sample, eval and likelihood for a CNF-MLE: `--solver dopri5`
+/// with `--rtol`/`--atol`, or a fixed-step method (`euler`, `midpoint`, `heun`, `ralston`,
+/// `ssprk3`, `rk4`) with `--steps`; flags not given keep the model file's settings. Returns the
+/// model with them applied, or `None` when none was given (or the flow is not a CNF).
+fn cnf_eval_flags(
+    flow: &Flow,
+    solver: &str,
+    steps: Option<i64>,
+    rtol: Option<f64>,
+    atol: Option<f64>,
+) -> Result<Option<Flow>> {
+    let Flow::Cnf(cnf) = flow else {
+        return Ok(None);
+    };
+    if !given_any(&["solver", "steps", "rtol", "atol"]) {
+        return Ok(None);
+    }
+    refuse(
+        &["max_steps", "no_ema"],
+        "a cnf-mle model",
+        " (it has no EMA weights and its dopri5 evaluation takes at most 100000 steps)",
+    )?;
+    let cfg = cnf.config();
+    let name = if given("solver") {
+        solver.trim().to_ascii_lowercase()
+    } else if given_any(&["rtol", "atol"]) {
+        "dopri5".into()
+    } else if given("steps") {
+        cfg.solver.clone()
+    } else {
+        unreachable!("one of the flags was given")
+    };
+    let mut cnf = cnf.clone();
+    if name == "dopri5" {
+        refuse(
+            &["steps"],
+            "--solver dopri5 on a cnf-mle model",
+            " (dopri5 is adaptive: set --rtol/--atol)",
+        )?;
+        let (r0, a0) = match cfg.eval {
+            CnfEval::Dopri5 { rtol, atol } => (rtol, atol),
+            CnfEval::Fixed => match CnfEval::default() {
+                CnfEval::Dopri5 { rtol, atol } => (rtol, atol),
+                CnfEval::Fixed => unreachable!("the default evaluation is dopri5"),
+            },
+        };
+        let eval = CnfEval::Dopri5 {
+            rtol: rtol.unwrap_or(r0),
+            atol: atol.unwrap_or(a0),
+        };
+        cnf.set_evaluation(eval, None, None)
+            .map_err(|e| input(format!("--rtol/--atol: {e}")))?;
+    } else {
+        refuse(
+            &["rtol", "atol"],
+            &format!("--solver {name} on a cnf-mle model"),
+            " (tolerances are for dopri5)",
+        )?;
+        let steps = steps.map(|k| count("steps", k, 10_000_000)).transpose()?;
+        cnf.set_evaluation(CnfEval::Fixed, Some(&name), steps)
+            .map_err(|e| input(format!("--solver {name}: {e}")))?;
+    }
+    Ok(Some(Flow::Cnf(cnf)))
+}
 
 /// `fm sample --model F` for a normalizing flow (the outputs are already checked).
 pub fn sample(a: &SampleArgs, flow: &Flow, n: usize) -> Result<Report> {
+    let s = &a.solver;
+    let owned = cnf_eval_flags(flow, &s.solver, s.steps, s.rtol, s.atol)?;
+    let flow = owned.as_ref().unwrap_or(flow);
     let what = format!("a {} model", flow.kind());
-    refuse(SOLVER_FLAGS, &what, " (it samples by its own inverse)")?;
+    if owned.is_none() {
+        refuse(SOLVER_FLAGS, &what, " (it samples by its own inverse)")?;
+    }
     refuse(&["trajectory"], &what, " (it has no trajectory to record)")?;
     let mut rng = flow_matching::core::rng::seeded(a.seed);
     let start = Instant::now();
@@ -439,8 +687,13 @@ pub fn sample(a: &SampleArgs, flow: &Flow, n: usize) -> Result<Report> {
 
 /// `fm eval --model F` for a normalizing flow: W2 and MMD of its samples against the target.
 pub fn eval(a: &EvalArgs, flow: &Flow, n: usize, mut r: Report) -> Result<Report> {
+    let s = &a.solver;
+    let owned = cnf_eval_flags(flow, &s.solver, s.steps, s.rtol, s.atol)?;
+    let flow = owned.as_ref().unwrap_or(flow);
     let what = format!("a {} model", flow.kind());
-    refuse(SOLVER_FLAGS, &what, " (it samples by its own inverse)")?;
+    if owned.is_none() {
+        refuse(SOLVER_FLAGS, &what, " (it samples by its own inverse)")?;
+    }
     let mut rng = flow_matching::core::rng::seeded(a.seed);
     let start = Instant::now();
     let x = flow.sample(n, &mut rng)?;
@@ -464,12 +717,21 @@ pub fn eval(a: &EvalArgs, flow: &Flow, n: usize, mut r: Report) -> Result<Report
 
 /// `fm likelihood --model F` for a normalizing flow (the outputs are already checked).
 pub fn likelihood(a: &LikelihoodArgs, flow: &Flow) -> Result<Report> {
+    let owned = cnf_eval_flags(flow, &a.solver, a.steps, a.rtol, a.atol)?;
+    let flow = owned.as_ref().unwrap_or(flow);
     let what = format!("a {} model", flow.kind());
     refuse(
-        &["hutchinson", "solver", "steps", "rtol", "atol", "no_ema"],
+        &["hutchinson", "no_ema"],
         &what,
-        " (its log-density is computed exactly by the model)",
+        " (its log-density is computed with the exact divergence or log-determinant)",
     )?;
+    if owned.is_none() {
+        refuse(
+            &["solver", "steps", "rtol", "atol"],
+            &what,
+            " (its log-density is computed exactly by the model)",
+        )?;
+    }
     let dim = flow.dim();
     let ds = Dataset::parse(&a.data, Some(dim)).with_context(|| format!("--data {}", a.data))?;
     safety::check_dataset("--data", &a.data, &ds)?;
@@ -531,6 +793,35 @@ pub fn likelihood(a: &LikelihoodArgs, flow: &Flow) -> Result<Report> {
     Ok(r)
 }
 
+/// `fm plot samples --model F` for a normalizing flow: `n` samples and the plot's title.
+pub fn plot_samples(path: &Path, n: usize, seed: u64) -> Result<(Array2<f64>, String)> {
+    let flow =
+        load(path)?.ok_or_else(|| input(format!("{}: not a normalizing flow", path.display())))?;
+    let x = flow.sample(n, &mut flow_matching::core::rng::seeded(seed))?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((x, format!("{} flow samples, {name}", flow.kind())))
+}
+
+/// `fm plot trajectories|loss --model F`: refused for a normalizing flow, which has no
+/// trajectory to integrate (a CNF-MLE's is not recorded) and no loss history in its file.
+pub fn refuse_plot(path: &Path, what: &str) -> Result<()> {
+    if let Some(flow) = load(path)? {
+        let why = match what {
+            "loss" => "its file holds no loss history (fm train --json prints the losses)",
+            _ => "it has no recorded trajectories",
+        };
+        bail!(input(format!(
+            "fm plot {what} does not apply to the {} model {}: {why}; use fm plot samples or fm plot density",
+            flow.kind(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,6 +855,38 @@ mod tests {
         ] {
             let e = estimator(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("--estimator {bad}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn divergence_specs_parse_to_their_estimators_and_bad_ones_name_the_flag() {
+        let h = |probes, noise| TraceEstimator::Hutchinson { probes, noise };
+        assert_eq!(trace_estimator("exact").unwrap(), TraceEstimator::Exact);
+        assert_eq!(
+            trace_estimator("hutchinson").unwrap(),
+            h(1, ProbeNoise::Rademacher)
+        );
+        assert_eq!(
+            trace_estimator("Hutchinson:3").unwrap(),
+            h(3, ProbeNoise::Rademacher)
+        );
+        assert_eq!(
+            trace_estimator("hutchinson:2,gaussian").unwrap(),
+            h(2, ProbeNoise::Gaussian)
+        );
+        assert_eq!(
+            trace_estimator("hutchinson:gaussian").unwrap(),
+            h(1, ProbeNoise::Gaussian)
+        );
+        for bad in [
+            "hutchinson:0",
+            "hutchinson:x,gaussian",
+            "hutchinson:2,uniform",
+            "exact:2",
+            "trace",
+        ] {
+            let e = trace_estimator(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("--divergence {bad}")), "{e}");
         }
     }
 

@@ -129,7 +129,7 @@ fn need_2d(what: &str, x: ArrayView2<f64>) -> Result<()> {
 
 /// Draws a `size` picture with `draw` into a temporary PNG next to `out` (after
 /// [`temp_png`]'s checks), then renames it into place; on failure the temporary file is removed.
-fn render(
+pub(crate) fn render(
     out: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,

@@ -4,14 +4,90 @@ use crate::error::{Result, invalid};
 use crate::params::{GraphMlp, Layout, ParamSpec};
 use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
-use fm_core::{LogDensity, StandardNormal};
-use fm_ode::ButcherTableau;
-use ndarray::{Array1, Array2, ArrayView2};
+use fm_core::{LogDensity, StandardNormal, VectorField};
+use fm_ode::{
+    AugmentedField, ButcherTableau, Dopri5, ExplicitRk, Integrator, augmented_state,
+    split_augmented,
+};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 use rand::{Rng, RngCore};
+use rand_distr::StandardNormal as Gauss;
 use serde::{Deserialize, Serialize};
 
+/// How a [`CnfMle`] solves its ODE for [`LogDensity`] and sampling.
+/// `Default`: Dormand–Prince with `rtol = atol = 1e-5` (the tolerances of `fm likelihood`).
+///
+/// ```
+/// use fm_nf::CnfEval;
+/// assert_eq!(CnfEval::default(), CnfEval::Dopri5 { rtol: 1e-5, atol: 1e-5 });
+/// let json = serde_json::to_string(&CnfEval::Fixed).unwrap();
+/// assert_eq!(json, r#"{"method":"fixed"}"#);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CnfEval {
+    /// `fm-ode`'s adaptive [`Dopri5`] on the augmented state `[x, ℓ]` with `dℓ/dt = −div v`
+    /// (exact divergence), error controlled on both.
+    Dopri5 {
+        /// Relative tolerance, finite and `> 0`.
+        rtol: f64,
+        /// Absolute tolerance, finite and `≥ 0`.
+        atol: f64,
+    },
+    /// The fixed-step method [`CnfConfig::solver`] with [`CnfConfig::eval_steps`] steps (the
+    /// same discretisation as training, with more steps).
+    Fixed,
+}
+
+impl Default for CnfEval {
+    fn default() -> Self {
+        CnfEval::Dopri5 {
+            rtol: 1e-5,
+            atol: 1e-5,
+        }
+    }
+}
+
+/// The distribution of Hutchinson's probes `v` (`E[v vᵀ] = I` for both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeNoise {
+    /// `v ~ N(0, I)`.
+    Gaussian,
+    /// Entries ±1 with probability ½ each (the lower-variance choice, FFJORD's default).
+    Rademacher,
+}
+
+/// How training computes `div v_θ = tr(∂v/∂x)` inside the recorded solve.
+/// `Default`: exact.
+///
+/// ```
+/// use fm_nf::{ProbeNoise, TraceEstimator};
+/// let est = TraceEstimator::Hutchinson { probes: 2, noise: ProbeNoise::Rademacher };
+/// let json = serde_json::to_string(&est).unwrap();
+/// assert_eq!(serde_json::from_str::<TraceEstimator>(&json).unwrap(), est);
+/// assert_eq!(TraceEstimator::default(), TraceEstimator::Exact);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "trace", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TraceEstimator {
+    /// `d` forward-mode tangents per evaluation: exact, cost `O(d)` network passes.
+    #[default]
+    Exact,
+    /// Hutchinson's estimator `(1/K) Σ_k v_kᵀ (∂v/∂x) v_k` with `K` probes per row drawn once
+    /// per solve from the training RNG and held fixed along it (FFJORD, Grathwohl et al.,
+    /// 2019): unbiased for the loss and its gradient, cost `O(K)` passes.
+    Hutchinson {
+        /// Probes per row, `K ≥ 1`.
+        probes: usize,
+        /// Their distribution.
+        noise: ProbeNoise,
+    },
+}
+
 /// The settings of a [`CnfMle`]. `Default`: 2-D, three hidden layers of 64, tanh, RK4 with 8
-/// steps in training and 32 in evaluation and sampling.
+/// steps in training (exact divergence), adaptive Dormand–Prince for evaluation and sampling
+/// (`eval_steps = 32` is used by [`CnfEval::Fixed`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CnfConfig {
@@ -26,8 +102,14 @@ pub struct CnfConfig {
     pub solver: String,
     /// Steps of the solve recorded on the tape for training.
     pub train_steps: usize,
-    /// Steps of the solve for [`LogDensity`] and sampling.
+    /// Steps of the solve for [`LogDensity`] and sampling with [`CnfEval::Fixed`].
     pub eval_steps: usize,
+    /// The solver of [`LogDensity`] and sampling (files without it read the default).
+    #[serde(default)]
+    pub eval: CnfEval,
+    /// The divergence in training (files without it read the default, exact).
+    #[serde(default)]
+    pub trace: TraceEstimator,
 }
 
 impl Default for CnfConfig {
@@ -39,6 +121,8 @@ impl Default for CnfConfig {
             solver: "rk4".into(),
             train_steps: 8,
             eval_steps: 32,
+            eval: CnfEval::default(),
+            trace: TraceEstimator::Exact,
         }
     }
 }
@@ -63,6 +147,31 @@ impl CnfConfig {
             if v == 0 {
                 return Err(invalid(name, 0, "give at least one solver step"));
             }
+        }
+        if let CnfEval::Dopri5 { rtol, atol } = self.eval {
+            if !(rtol.is_finite() && rtol > 0.0) {
+                return Err(invalid(
+                    "rtol",
+                    rtol,
+                    "give a finite relative tolerance > 0",
+                ));
+            }
+            if !(atol.is_finite() && atol >= 0.0) {
+                return Err(invalid(
+                    "atol",
+                    atol,
+                    "give a finite absolute tolerance ≥ 0",
+                ));
+            }
+        }
+        if let TraceEstimator::Hutchinson { probes, .. } = self.trace
+            && !(1..=10_000).contains(&probes)
+        {
+            return Err(invalid(
+                "probes",
+                probes,
+                "give 1 to 10000 Hutchinson probes",
+            ));
         }
         match self.solver.to_ascii_lowercase().as_str() {
             "euler" => Ok(ButcherTableau::euler()),
@@ -149,19 +258,51 @@ impl CnfMle {
         &self.layout.specs
     }
 
+    /// Changes how [`LogDensity`] and sampling solve the ODE (e.g. tighter tolerances for a
+    /// final evaluation): the evaluation solver, and for [`CnfEval::Fixed`] optionally the
+    /// fixed-step method (this also becomes the training method) and its number of steps. The
+    /// parameters are untouched; invalid settings leave the model as it was.
+    ///
+    /// ```
+    /// use fm_nf::{CnfEval, CnfMle};
+    /// let mut cnf = CnfMle::new(Default::default(), &mut fm_core::rng::seeded(0)).unwrap();
+    /// cnf.set_evaluation(CnfEval::Fixed, Some("heun"), Some(64)).unwrap();
+    /// assert_eq!((cnf.config().solver.as_str(), cnf.config().eval_steps), ("heun", 64));
+    /// assert!(cnf.set_evaluation(CnfEval::Dopri5 { rtol: -1.0, atol: 0.0 }, None, None).is_err());
+    /// ```
+    pub fn set_evaluation(
+        &mut self,
+        eval: CnfEval,
+        solver: Option<&str>,
+        eval_steps: Option<usize>,
+    ) -> Result<()> {
+        let mut config = self.config.clone();
+        config.eval = eval;
+        if let Some(s) = solver {
+            config.solver = s.to_string();
+        }
+        if let Some(k) = eval_steps {
+            config.eval_steps = k;
+        }
+        self.tableau = config.check()?;
+        self.config = config;
+        Ok(())
+    }
+
     fn check_x(&self, what: &str, x: ArrayView2<f64>) -> Result<()> {
         fm_core::shape::check_data(what, x, self.config.dim)?;
         Ok(())
     }
 
-    /// `v(t, x)` and, if asked, its exact divergence `(n, 1)` by `d` tangents.
+    /// `v(t, x)` and its divergence `(n, 1)`: exact by `d` tangents, or Hutchinson's
+    /// estimate with the given probes.
     fn field(
         &self,
         g: &mut Graph<f64>,
         t: f64,
         x: Var,
         p: &[Var],
-        with_div: bool,
+        div: &Div,
     ) -> Result<(Var, Option<Var>)> {
         let (n, d) = g.value(x).dim();
         let tc = g.leaf(Array2::from_elem((n, 1), t));
@@ -172,22 +313,14 @@ impl CnfMle {
             let z = g.matmul(h, p[wi])?;
             let z = g.add_bias(z, p[bi])?;
             h = if l + 1 < layers.len() {
-                if with_div {
-                    derivs.push(g.act_deriv(z, self.net.activation)?);
-                }
+                derivs.push(g.act_deriv(z, self.net.activation)?);
                 g.activate(z, self.net.activation)?
             } else {
                 z
             };
         }
-        if !with_div {
-            return Ok((h, None));
-        }
-        let mut terms = Vec::with_capacity(d);
-        for j in 0..d {
-            let e = g.leaf(Array2::from_shape_fn((n, d + 1), |(_, c)| {
-                f64::from(c == j)
-            }));
+        // The Jacobian-vector product (∂v/∂x) u for a tangent `e = [u, 0]` of the input.
+        let jvp = |g: &mut Graph<f64>, e: Var| -> Result<Var> {
             let mut tan = e;
             for (l, &(wi, _)) in layers.iter().enumerate() {
                 let dz = g.matmul(tan, p[wi])?;
@@ -196,10 +329,36 @@ impl CnfMle {
                     None => dz,
                 };
             }
-            terms.push(g.select_cols(tan, &[j])?);
+            Ok(tan)
+        };
+        match div {
+            Div::Exact => {
+                let mut terms = Vec::with_capacity(d);
+                for j in 0..d {
+                    let e = g.leaf(Array2::from_shape_fn((n, d + 1), |(_, c)| {
+                        f64::from(c == j)
+                    }));
+                    let tan = jvp(g, e)?;
+                    terms.push(g.select_cols(tan, &[j])?);
+                }
+                let cols = g.concat_cols(&terms)?;
+                Ok((h, Some(g.row_sum(cols)?)))
+            }
+            Div::Probes(probes) => {
+                let mut acc: Option<Var> = None;
+                for &(e, v) in probes.iter() {
+                    let tan = jvp(g, e)?;
+                    let vjv = g.mul(v, tan)?;
+                    let vjv = g.row_sum(vjv)?;
+                    acc = Some(match acc {
+                        Some(a) => g.add(a, vjv)?,
+                        None => vjv,
+                    });
+                }
+                let acc = acc.expect("at least one probe");
+                Ok((h, Some(g.scale(acc, 1.0 / probes.len() as f64)?)))
+            }
         }
-        let cols = g.concat_cols(&terms)?;
-        Ok((h, Some(g.row_sum(cols)?)))
     }
 
     /// One solve of `steps` fixed steps from `t0` to `t1` on the tape; with `with_div`, also
@@ -211,7 +370,7 @@ impl CnfMle {
         p: &[Var],
         (t0, t1): (f64, f64),
         steps: usize,
-        with_div: bool,
+        div: &Div,
     ) -> Result<(Var, Option<Var>)> {
         let tab = &self.tableau;
         let h = (t1 - t0) / steps as f64;
@@ -237,7 +396,7 @@ impl CnfMle {
                         xi = g.add(xi, inc)?;
                     }
                 }
-                let (k, div) = self.field(g, t + tab.c()[i] * h, xi, p, with_div)?;
+                let (k, div) = self.field(g, t + tab.c()[i] * h, xi, p, div)?;
                 ks.push(k);
                 let b = tab.b()[i];
                 if b != 0.0 {
@@ -260,9 +419,16 @@ impl CnfMle {
     }
 
     /// `log p(x)` per row as an `(n, 1)` node with a solve of `steps` steps from `t = 1` to 0.
-    fn log_prob_graph(&self, g: &mut Graph<f64>, x: Var, p: &[Var], steps: usize) -> Result<Var> {
+    fn log_prob_graph(
+        &self,
+        g: &mut Graph<f64>,
+        x: Var,
+        p: &[Var],
+        steps: usize,
+        div: &Div,
+    ) -> Result<Var> {
         let d = self.config.dim as f64;
-        let (z, acc) = self.solve(g, x, p, (1.0, 0.0), steps, true)?;
+        let (z, acc) = self.solve(g, x, p, (1.0, 0.0), steps, div)?;
         let sq = g.mul(z, z)?;
         let sq = g.row_sum(sq)?;
         let base = g.scale(sq, -0.5)?;
@@ -281,32 +447,199 @@ impl CnfMle {
         let mut g = Graph::new();
         let p = self.layout.leaves(&mut g, &self.params);
         let xv = g.leaf(x.to_owned());
-        let (z, acc) = self.solve(&mut g, xv, &p, (1.0, 0.0), steps, true)?;
+        let (z, acc) = self.solve(&mut g, xv, &p, (1.0, 0.0), steps, &Div::Exact)?;
         let acc = acc.expect("divergence requested");
         Ok((g.value(z).clone(), g.value(acc).column(0).to_owned()))
     }
 
-    /// `log p(x)` per row with `eval_steps` solver steps.
+    /// `log p(x)` per row with the evaluation solver [`CnfConfig::eval`] and the exact
+    /// divergence: Dormand–Prince on the augmented state `[x, ℓ]` (`dℓ/dt = −div v`, from
+    /// `t = 1` to 0), or the fixed-step method with `eval_steps` steps.
     pub fn log_density(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
         self.check_x("x", x)?;
-        let mut g = Graph::new();
-        let p = self.layout.leaves(&mut g, &self.params);
-        let xv = g.leaf(x.to_owned());
-        let lp = self.log_prob_graph(&mut g, xv, &p, self.config.eval_steps)?;
-        Ok(g.value(lp).column(0).to_owned())
+        match self.config.eval {
+            CnfEval::Fixed => self.log_density_fixed(x, self.config.eval_steps),
+            CnfEval::Dopri5 { rtol, atol } => {
+                let field = self.field_at_params();
+                let aug = AugmentedField::new(&field);
+                let sol = Integrator::new(Dopri5::default())
+                    .span(1.0, 0.0)
+                    .tolerances(rtol, atol)
+                    .run(&aug, augmented_state(x).view())?;
+                let (z, ell) = split_augmented(sol.x.view());
+                let base = StandardNormal::new(self.config.dim)?.log_prob(z.view())?;
+                Ok(base - ell)
+            }
+        }
     }
 
-    /// `n` samples: `z ~ N(0, I)` from `rng`, solved from `t = 0` to 1 with `eval_steps` steps.
+    /// `log p(x)` per row by the fixed-step method [`CnfConfig::solver`] with `steps` steps
+    /// and the exact divergence: the discretisation training records (the same tableau on
+    /// `[x, ℓ]`), run by `fm-ode`'s integrator on plain arrays (no tape, so memory does not
+    /// grow with the steps).
+    pub fn log_density_fixed(&self, x: ArrayView2<f64>, steps: usize) -> Result<Array1<f64>> {
+        self.check_x("x", x)?;
+        if steps == 0 {
+            return Err(invalid("steps", 0, "give at least one solver step"));
+        }
+        let field = self.field_at_params();
+        let aug = AugmentedField::new(&field);
+        let sol = Integrator::new(ExplicitRk::new(self.tableau.clone()))
+            .span(1.0, 0.0)
+            .steps(steps)
+            .run(&aug, augmented_state(x).view())?;
+        let (z, ell) = split_augmented(sol.x.view());
+        let base = StandardNormal::new(self.config.dim)?.log_prob(z.view())?;
+        Ok(base - ell)
+    }
+
+    /// The field `v_θ(t, x)` with its exact divergence as an `fm-ode` [`VectorField`], computed
+    /// with plain arrays (no tape): what [`CnfEval::Dopri5`] integrates.
+    ///
+    /// ```
+    /// use fm_core::VectorField;
+    /// let cnf = fm_nf::CnfMle::new(Default::default(), &mut fm_core::rng::seeded(0)).unwrap();
+    /// let field = cnf.field_at_params();
+    /// let div = field.divergence_vec(0.5, ndarray::array![[0.1, -0.2]].view());
+    /// assert!(div[0].is_finite());
+    /// ```
+    pub fn field_at_params(&self) -> CnfField<'_> {
+        CnfField { cnf: self }
+    }
+
+    /// `n` samples: `z ~ N(0, I)` from `rng`, solved from `t = 0` to 1 with the evaluation
+    /// solver [`CnfConfig::eval`].
     pub fn sample<R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Result<Array2<f64>> {
         if n == 0 {
             return Err(invalid("n", 0, "ask for at least one sample"));
         }
         let z = StandardNormal::new(self.config.dim)?.sample(n, rng);
-        let mut g = Graph::new();
-        let p = self.layout.leaves(&mut g, &self.params);
-        let zv = g.leaf(z);
-        let (x, _) = self.solve(&mut g, zv, &p, (0.0, 1.0), self.config.eval_steps, false)?;
-        Ok(g.value(x).clone())
+        match self.config.eval {
+            CnfEval::Fixed => {
+                let field = self.field_at_params();
+                let sol = Integrator::new(ExplicitRk::new(self.tableau.clone()))
+                    .span(0.0, 1.0)
+                    .steps(self.config.eval_steps)
+                    .run(&field, z.view())?;
+                Ok(sol.x)
+            }
+            CnfEval::Dopri5 { rtol, atol } => {
+                let field = self.field_at_params();
+                let sol = Integrator::new(Dopri5::default())
+                    .span(0.0, 1.0)
+                    .tolerances(rtol, atol)
+                    .run(&field, z.view())?;
+                Ok(sol.x)
+            }
+        }
+    }
+
+    /// Hutchinson probes for a batch of `n` rows: `(input tangent [v, 0], v)` leaves.
+    fn probes(
+        &self,
+        g: &mut Graph<f64>,
+        n: usize,
+        k: usize,
+        noise: ProbeNoise,
+        rng: &mut dyn RngCore,
+    ) -> Vec<(Var, Var)> {
+        let d = self.config.dim;
+        (0..k)
+            .map(|_| {
+                let v = Array2::from_shape_simple_fn((n, d), || match noise {
+                    ProbeNoise::Gaussian => rng.sample::<f64, _>(Gauss),
+                    ProbeNoise::Rademacher => {
+                        if rng.random::<bool>() {
+                            1.0
+                        } else {
+                            -1.0
+                        }
+                    }
+                });
+                let mut e = Array2::zeros((n, d + 1));
+                e.slice_axis_mut(Axis(1), ndarray::Slice::from(..d))
+                    .assign(&v);
+                (g.leaf(e), g.leaf(v))
+            })
+            .collect()
+    }
+}
+
+/// How the recorded solve computes the divergence.
+enum Div {
+    /// Exactly, by `d` tangents.
+    Exact,
+    /// Hutchinson's estimate with these `(tangent [v, 0], v)` leaves.
+    Probes(Vec<(Var, Var)>),
+}
+
+/// The field of a [`CnfMle`] at its parameters as an [`fm_core::VectorField`] with the exact
+/// divergence (from [`CnfMle::field_at_params`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CnfField<'a> {
+    cnf: &'a CnfMle,
+}
+
+impl CnfField<'_> {
+    /// The pre-activations' derivatives per hidden layer and the output.
+    fn forward(&self, t: f64, x: ArrayView2<f64>) -> (Array2<f64>, Vec<Array2<f64>>) {
+        let cnf = self.cnf;
+        let (n, d) = x.dim();
+        let mut h = Array2::zeros((n, d + 1));
+        h.slice_axis_mut(Axis(1), ndarray::Slice::from(..d))
+            .assign(&x);
+        h.column_mut(d).fill(t);
+        let layers = &cnf.net.layers;
+        let mut derivs = Vec::with_capacity(layers.len());
+        for (l, &(wi, bi)) in layers.iter().enumerate() {
+            let w = cnf.layout.view(&cnf.params, wi);
+            let b = cnf.layout.view(&cnf.params, bi);
+            let mut z = h.dot(&w);
+            z += &b;
+            if l + 1 < layers.len() {
+                let mut dz = Array2::zeros(z.raw_dim());
+                Zip::from(&mut z).and(&mut dz).for_each(|z, dz| {
+                    let (y, dy) = cnf.net.activation.eval(*z);
+                    *z = y;
+                    *dz = dy;
+                });
+                derivs.push(dz);
+            }
+            h = z;
+        }
+        (h, derivs)
+    }
+}
+
+impl VectorField for CnfField<'_> {
+    fn dim(&self) -> usize {
+        self.cnf.config.dim
+    }
+
+    fn velocity(&self, t: f64, x: ArrayView2<f64>, mut out: ArrayViewMut2<f64>) {
+        out.assign(&self.forward(t, x).0);
+    }
+
+    fn divergence(&self, t: f64, x: ArrayView2<f64>, mut out: ArrayViewMut1<f64>) {
+        let cnf = self.cnf;
+        let (n, d) = x.dim();
+        let (_, derivs) = self.forward(t, x);
+        let layers = &cnf.net.layers;
+        out.fill(0.0);
+        for j in 0..d {
+            // The tangent e_j through the layers: row i of W_0 is the input's j-th weight row.
+            let w0 = cnf.layout.view(&cnf.params, layers[0].0);
+            let mut tan = Array2::from_shape_fn((n, w0.ncols()), |(_, c)| w0[[j, c]]);
+            for (l, &(wi, _)) in layers.iter().enumerate() {
+                if l > 0 {
+                    tan = tan.dot(&cnf.layout.view(&cnf.params, wi));
+                }
+                if let Some(dv) = derivs.get(l) {
+                    tan *= dv;
+                }
+            }
+            out += &tan.index_axis(Axis(1), j);
+        }
     }
 }
 
@@ -319,14 +652,21 @@ impl MaxLikelihood for CnfMle {
         &mut self.params
     }
 
-    /// The discretised mean negative log-likelihood with `train_steps` steps (`rng` unused:
-    /// the divergence is exact).
-    fn nll_and_grad(&self, x: ArrayView2<f64>, _rng: &mut dyn RngCore) -> Result<(f64, Vec<f64>)> {
+    /// The discretised mean negative log-likelihood with `train_steps` steps and its
+    /// gradient; with [`TraceEstimator::Hutchinson`] an unbiased estimate of both, the probes
+    /// drawn from `rng` (unused with the exact divergence).
+    fn nll_and_grad(&self, x: ArrayView2<f64>, rng: &mut dyn RngCore) -> Result<(f64, Vec<f64>)> {
         self.check_x("training batch", x)?;
         let mut g = Graph::new();
         let p = self.layout.leaves(&mut g, &self.params);
         let xv = g.leaf(x.to_owned());
-        let lp = self.log_prob_graph(&mut g, xv, &p, self.config.train_steps)?;
+        let div = match self.config.trace {
+            TraceEstimator::Exact => Div::Exact,
+            TraceEstimator::Hutchinson { probes, noise } => {
+                Div::Probes(self.probes(&mut g, x.nrows(), probes, noise, rng))
+            }
+        };
+        let lp = self.log_prob_graph(&mut g, xv, &p, self.config.train_steps, &div)?;
         self.layout.mean_nll_and_grad(&mut g, lp, &p)
     }
 }

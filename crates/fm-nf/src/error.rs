@@ -72,6 +72,9 @@ pub enum NfError {
     /// From `fm-core`.
     #[error(transparent)]
     Core(#[from] CoreError),
+    /// From `fm-ode` (an adaptive evaluation solve that failed, e.g. a step-size underflow).
+    #[error("the ODE solve failed: {0}")]
+    Ode(#[from] fm_ode::OdeError),
 }
 
 /// Result alias of this crate.

@@ -12,9 +12,14 @@
 //!   truncated, Russian roulette) for training.
 //! * [`CnfMle`] ([`CnfConfig`]): a continuous flow trained by maximum likelihood (FFJORD,
 //!   Grathwohl et al., 2019) through a fixed-step Runge–Kutta solve (`fm-ode`'s tableaus)
-//!   recorded on the tape, with the exact divergence.
+//!   recorded on the tape, with the exact divergence or Hutchinson's estimate
+//!   ([`TraceEstimator`], [`ProbeNoise`]); evaluated by adaptive Dormand–Prince on `[x, log-det]`
+//!   or a fixed-step solve ([`CnfEval`], [`CnfField`]).
 //! * [`MaxLikelihood`] and [`train`] ([`TrainConfig`]): Adam on the mean negative
-//!   log-likelihood of batches drawn from an `(n, d)` array with a seeded RNG.
+//!   log-likelihood of batches drawn from an `(n, d)` array with a seeded RNG;
+//!   [`train_with`] ([`TrainControl`], [`Resumable`]) adds a stop flag and atomic
+//!   checkpoints ([`NfCheckpoint`]) from which a resumed run is bit-identical to an
+//!   uninterrupted one.
 //! * Every model implements [`fm_core::LogDensity`], samples with `sample(n, rng)` and is one
 //!   `.safetensors` file whose JSON config names its `kind` ([`model_kind`]).
 //!
@@ -39,6 +44,7 @@
 //! assert!(after > before + 1.0);
 //! ```
 
+mod checkpoint;
 mod cnf;
 mod coupling;
 mod error;
@@ -47,7 +53,10 @@ mod params;
 mod residual;
 mod train;
 
-pub use cnf::{CnfConfig, CnfMle};
+pub use checkpoint::{
+    CHECKPOINT_KEY, NF_CHECKPOINT_VERSION, NfCheckpoint, Resumable, TrainControl, train_with,
+};
+pub use cnf::{CnfConfig, CnfEval, CnfField, CnfMle, ProbeNoise, TraceEstimator};
 pub use coupling::{CouplingConfig, CouplingFlow, coupling_mask};
 pub use error::{NfError, Result};
 pub use file::{CNF_KIND, CONFIG_KEY, COUPLING_KIND, NF_FORMAT_VERSION, RESIDUAL_KIND, model_kind};

@@ -101,11 +101,33 @@ impl TrainConfig {
     }
 }
 
-/// What [`train`] did.
+/// What [`train`] (or [`train_with`](crate::train_with)) did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainReport {
-    /// `(step, batch loss)` every `log_every` steps and at the last step (step counted from 1).
+    /// `(step, batch loss)` every `log_every` steps and at the last step (step counted from 1);
+    /// a resumed run's list starts with the checkpoint's.
     pub losses: Vec<(usize, f64)>,
+    /// The step the run started from (0, or the checkpoint's step when resumed).
+    pub start_step: usize,
+    /// Steps completed in total (`steps`, or fewer when stopped).
+    pub steps_done: usize,
+    /// Whether the stop flag ended the run early (after writing the checkpoint, if one is set).
+    pub interrupted: bool,
+    /// Checkpoints written by this run.
+    pub checkpoints_written: usize,
+}
+
+/// Where a run starts: fresh, or from a checkpoint's optimizer, step and losses.
+pub(crate) struct Start {
+    pub(crate) adam: Adam,
+    pub(crate) step: usize,
+    pub(crate) losses: Vec<(usize, f64)>,
+}
+
+/// What the hook after each step asks the loop to do.
+pub(crate) enum Next {
+    Continue,
+    Stop,
 }
 
 /// Minimises the mean negative log-likelihood of `data` (shape `(n, d)`, finite) with Adam:
@@ -114,31 +136,75 @@ pub struct TrainReport {
 /// Adam (the workspace's [`Adam`]) keeps `f32` master weights, so the parameters are rounded to
 /// `f32` at the start and stay `f32`-representable; the model computes in `f64`.
 /// A non-finite loss or gradient stops training with [`NfError::NonFinite`] and leaves the
-/// parameters of the last good step.
+/// parameters of the last good step. For a stop flag and checkpoints see
+/// [`train_with`](crate::train_with).
 pub fn train<M: MaxLikelihood + ?Sized, R: Rng>(
     model: &mut M,
     data: ArrayView2<f64>,
     config: &TrainConfig,
     rng: &mut R,
 ) -> Result<TrainReport> {
+    run_loop(model, data, config, rng, None, &mut |_, _, _, _, _| {
+        Ok(Next::Continue)
+    })
+}
+
+/// The hook called after every step with the step, the model, Adam, the RNG and the losses.
+pub(crate) type AfterStep<'h, M, R> =
+    dyn FnMut(usize, &M, &Adam, &R, &[(usize, f64)]) -> Result<Next> + 'h;
+
+/// The training loop of [`train`] and [`train_with`](crate::train_with): from `start` (a
+/// checkpoint's state) or fresh; `after` runs after each step.
+pub(crate) fn run_loop<M: MaxLikelihood + ?Sized, R: Rng>(
+    model: &mut M,
+    data: ArrayView2<f64>,
+    config: &TrainConfig,
+    rng: &mut R,
+    start: Option<Start>,
+    after: &mut AfterStep<'_, M, R>,
+) -> Result<TrainReport> {
     config.check()?;
     fm_core::shape::check_nonempty("training data", data)?;
     fm_core::shape::check_finite("training data", data)?;
-    let mut adam = Adam::new(config.adam())?;
     let mut batch = Array2::zeros((config.batch_size, data.ncols()));
-    let mut losses = Vec::new();
     let draw = |rng: &mut R, batch: &mut Array2<f64>| {
         for mut row in batch.axis_iter_mut(Axis(0)) {
             row.assign(&data.row(rng.random_range(0..data.nrows())));
         }
     };
-    draw(rng, &mut batch);
-    model.prepare(batch.view())?;
+    let (mut adam, first, mut losses) = match start {
+        Some(s) => {
+            if s.step > config.steps {
+                return Err(invalid(
+                    "steps",
+                    config.steps,
+                    format!(
+                        "the checkpoint is at step {}, past the total asked for: give --steps {} or more",
+                        s.step, s.step
+                    ),
+                ));
+            }
+            (s.adam, s.step + 1, s.losses)
+        }
+        None => {
+            draw(rng, &mut batch);
+            model.prepare(batch.view())?;
+            (Adam::new(config.adam())?, 1, Vec::new())
+        }
+    };
+    let start_step = first - 1;
     let mut master: Vec<f32> = model.params().iter().map(|&p| p as f32).collect();
     for (p, &m) in model.params_mut().iter_mut().zip(&master) {
         *p = f64::from(m);
     }
-    for step in 1..=config.steps {
+    let mut report = TrainReport {
+        losses: Vec::new(),
+        start_step,
+        steps_done: start_step,
+        interrupted: false,
+        checkpoints_written: 0,
+    };
+    for step in first..=config.steps {
         if step > 1 {
             draw(rng, &mut batch);
         }
@@ -165,6 +231,12 @@ pub fn train<M: MaxLikelihood + ?Sized, R: Rng>(
         if step % config.log_every == 0 || step == config.steps {
             losses.push((step, loss));
         }
+        report.steps_done = step;
+        if let Next::Stop = after(step, model, &adam, rng, &losses)? {
+            report.interrupted = step < config.steps;
+            break;
+        }
     }
-    Ok(TrainReport { losses })
+    report.losses = losses;
+    Ok(report)
 }
