@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Demo(a) => demo(a, json),
         Command::Datasets => datasets(),
         Command::Sbi(c) => crate::simulate::run(c),
+        Command::Interop(c) => crate::interop::run(c),
     }
 }
 

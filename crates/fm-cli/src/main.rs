@@ -14,6 +14,7 @@ mod args;
 mod budget;
 mod commands;
 mod flows;
+mod interop;
 mod interrupt;
 mod plot;
 mod safety;

@@ -165,7 +165,16 @@ fn python_loader_matches_rust_for_every_activation_with_ema_and_raw_weights() {
     if !python_available("python_loader_matches_rust_for_every_activation") {
         return;
     }
-    let names = ["selu", "silu", "elu", "relu", "tanh", "softplus", "gelu"];
+    let names = [
+        "selu",
+        "silu",
+        "elu",
+        "relu",
+        "tanh",
+        "softplus",
+        "gelu",
+        "gelu-tanh",
+    ];
     // Every activation the config accepts is named here (the alias `swish` is `silu`).
     assert_eq!(names.len(), Activation::ALL.len());
     for name in names {
@@ -222,6 +231,44 @@ fn a_minimal_config_loads_in_rust_and_python_alike() {
     let got = python_velocity(&path, &t, x.view(), false);
     let rel = max_rel_diff(&want, &got);
     assert!(rel <= REL_TOL, "minimal config: differ by {rel:e} relative");
+}
+
+/// A format-version-1 file said `gelu` for the tanh approximation: it must keep computing that
+/// function on both sides, while a version-2 `gelu` is the exact GELU (a different field).
+#[test]
+fn a_version_1_gelu_file_keeps_the_tanh_gelu_on_both_sides() {
+    let m = train("gelu-tanh", "raw", 2);
+    let mut file = m.to_file();
+    file.config.format_version = 1;
+    file.config.architecture.activation = "gelu".into();
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("v1.safetensors");
+    file.save(&old).unwrap();
+    file.config.format_version = 2;
+    let new = dir.path().join("v2.safetensors");
+    file.save(&new).unwrap();
+    let back_old = TrainedModel::load(&old).unwrap();
+    let back_new = TrainedModel::load(&new).unwrap();
+    assert_eq!(back_old.config.architecture.activation, "gelu-tanh");
+    assert_eq!(
+        back_new.config.architecture.mlp_config().unwrap().activation,
+        Activation::Gelu
+    );
+    let (t, x) = points(16, 2, 9);
+    let want = rust_velocity(&m, &t, x.view(), true);
+    assert_eq!(rust_velocity(&back_old, &t, x.view(), true), want);
+    let exact = rust_velocity(&back_new, &t, x.view(), true);
+    assert!(
+        max_rel_diff(&exact, &want) > 10.0 * REL_TOL,
+        "the exact and tanh GELU give nearly the same field; the check would not bite"
+    );
+    if !python_available("a_version_1_gelu_file_keeps_the_tanh_gelu_on_both_sides") {
+        return;
+    }
+    let rel_old = max_rel_diff(&want, &python_velocity(&old, &t, x.view(), false));
+    let rel_new = max_rel_diff(&exact, &python_velocity(&new, &t, x.view(), false));
+    assert!(rel_old <= REL_TOL, "version 1: differ by {rel_old:e} relative");
+    assert!(rel_new <= REL_TOL, "version 2: differ by {rel_new:e} relative");
 }
 
 #[test]
