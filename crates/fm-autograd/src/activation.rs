@@ -298,7 +298,11 @@ mod tests {
     #[test]
     fn exact_gelu_matches_closed_forms_and_pytorch_reference_values() {
         // GELU(z) = z Φ(z): Φ(0) = 1/2, and Φ(±1), Φ(2) from tables of the normal distribution.
-        let phi = [(1.0, 0.841_344_746_068_542_9), (-1.0, 0.158_655_253_931_457_05), (2.0, 0.977_249_868_051_820_8)];
+        let phi = [
+            (1.0, 0.841_344_746_068_542_9),
+            (-1.0, 0.158_655_253_931_457_05),
+            (2.0, 0.977_249_868_051_820_8),
+        ];
         for (z, cdf) in phi {
             let (y, _) = Activation::Gelu.eval(z);
             assert!((y - z * cdf).abs() < 1e-15, "{z}: {y}");
@@ -314,17 +318,27 @@ mod tests {
         assert!((Activation::Gelu.eval(30.0_f64).0 - 30.0).abs() < 1e-12);
         assert!(Activation::Gelu.eval(-30.0_f64).0.abs() < 1e-100);
         let (y, dy) = Activation::Gelu.eval(-30.0_f32);
-        assert!(y.is_finite() && dy.is_finite() && Activation::Gelu.second_derivative(-30.0_f32).is_finite());
+        assert!(
+            y.is_finite()
+                && dy.is_finite()
+                && Activation::Gelu.second_derivative(-30.0_f32).is_finite()
+        );
     }
 
     #[test]
     fn names_round_trip_and_unknown_names_list_every_name() {
         for act in Activation::ALL {
             assert_eq!(Activation::parse(act.name()).unwrap(), act);
-            assert_eq!(Activation::parse(&act.name().to_ascii_uppercase()).unwrap(), act);
+            assert_eq!(
+                Activation::parse(&act.name().to_ascii_uppercase()).unwrap(),
+                act
+            );
         }
         assert_eq!(Activation::parse("gelu").unwrap(), Activation::Gelu);
-        assert_eq!(Activation::parse("gelu_tanh").unwrap(), Activation::GeluTanh);
+        assert_eq!(
+            Activation::parse("gelu_tanh").unwrap(),
+            Activation::GeluTanh
+        );
         assert_eq!(Activation::parse("Swish").unwrap(), Activation::Silu);
         let msg = Activation::parse("sine").unwrap_err().to_string();
         for act in Activation::ALL {
@@ -338,7 +352,10 @@ mod tests {
         let old: Activation = serde_json::from_str("\"Gelu\"").unwrap();
         assert_eq!(old, Activation::GeluTanh);
         let exact = serde_json::to_string(&Activation::Gelu).unwrap();
-        assert_eq!(serde_json::from_str::<Activation>(&exact).unwrap(), Activation::Gelu);
+        assert_eq!(
+            serde_json::from_str::<Activation>(&exact).unwrap(),
+            Activation::Gelu
+        );
         assert_ne!(exact, "\"Gelu\"");
     }
 

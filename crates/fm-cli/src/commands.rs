@@ -621,8 +621,12 @@ fn eval(a: EvalArgs) -> Result<Report> {
     let dim = model.config.architecture.dim;
     let opts = sample_options(&a.solver, n, a.seed, 0, !a.no_ema)?;
     let arch = &model.config.architecture;
-    let mut need =
-        crate::budget::integrate_need(n, dim, &arch.hidden, crate::budget::stages(opts.solver.name()));
+    let mut need = crate::budget::integrate_need(
+        n,
+        dim,
+        &arch.hidden,
+        crate::budget::stages(opts.solver.name()),
+    );
     need.add(
         format!("the {n} × {n} cost matrices of W2 and MMD"),
         "--n",

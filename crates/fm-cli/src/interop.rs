@@ -197,7 +197,8 @@ fn export(a: ExportArgs) -> Result<crate::commands::Report> {
         &[("--model", Some(&a.model))],
         &[safety::out("--out", &a.out, Kind::Export)],
     )?;
-    let model = TrainedModel::load(&a.model).with_context(|| format!("--model {}", a.model.display()))?;
+    let model =
+        TrainedModel::load(&a.model).with_context(|| format!("--model {}", a.model.display()))?;
     let cfg = &model.config;
     if cfg.objective != Objective::Flow {
         bail!(input(format!(
@@ -361,7 +362,9 @@ fn import(a: ImportArgs) -> Result<crate::commands::Report> {
     }
     let export: Option<ExportMeta> = match meta.get(EXPORT_KEY) {
         Some(j) => Some(serde_json::from_str(j).map_err(|e| {
-            input(format!("{shown}: the `{EXPORT_KEY}` metadata is malformed: {e}"))
+            input(format!(
+                "{shown}: the `{EXPORT_KEY}` metadata is malformed: {e}"
+            ))
         })?),
         None => None,
     };
@@ -408,7 +411,8 @@ fn import(a: ImportArgs) -> Result<crate::commands::Report> {
     let recorded = export.as_ref().map(|e| e.activation.clone());
     let act = match (&a.activation, &recorded) {
         (Some(flag), Some(rec)) => {
-            let f = Activation::parse(flag).map_err(|e| input(format!("--activation {flag}: {e}")))?;
+            let f =
+                Activation::parse(flag).map_err(|e| input(format!("--activation {flag}: {e}")))?;
             let r = Activation::parse(rec)
                 .map_err(|e| input(format!("{shown}: recorded activation: {e}")))?;
             if f != r {
@@ -476,7 +480,10 @@ fn import(a: ImportArgs) -> Result<crate::commands::Report> {
             matcher,
             training: TrainParams::default(),
             source: source.clone(),
-            target: export.as_ref().map(|e| e.target.clone()).unwrap_or_default(),
+            target: export
+                .as_ref()
+                .map(|e| e.target.clone())
+                .unwrap_or_default(),
             steps_done: export.as_ref().map_or(0, |e| e.steps_done),
             loss_history: Vec::new(),
             has_ema: false,
@@ -486,8 +493,8 @@ fn import(a: ImportArgs) -> Result<crate::commands::Report> {
     };
     // Every check of the model reader (shapes, finite values) before anything is written.
     let bytes = file.to_bytes()?;
-    let decoded = ModelFile::from_bytes(&a.input, &bytes)
-        .map_err(|e| input(format!("{shown}: {e}")))?;
+    let decoded =
+        ModelFile::from_bytes(&a.input, &bytes).map_err(|e| input(format!("{shown}: {e}")))?;
     TrainedModel::from_file(&a.input, &decoded).map_err(|e| input(format!("{shown}: {e}")))?;
     flow_matching::train::write_atomic(&a.out, &bytes)?;
     println!(
@@ -511,5 +518,8 @@ fn join(v: &[usize]) -> String {
     if v.is_empty() {
         return "none".into();
     }
-    v.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

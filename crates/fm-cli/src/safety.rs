@@ -157,8 +157,9 @@ fn is_ours(kind: Kind, path: &Path) -> bool {
         Kind::Checkpoint => {
             tensors::peek_metadata(path).is_some_and(|m| m.contains_key(CHECKPOINT_KEY))
         }
-        Kind::Export => tensors::peek_metadata(path)
-            .is_some_and(|m| m.contains_key(crate::interop::EXPORT_KEY)),
+        Kind::Export => {
+            tensors::peek_metadata(path).is_some_and(|m| m.contains_key(crate::interop::EXPORT_KEY))
+        }
         Kind::Png => {
             let h = head(path, 24);
             h.len() == 24

@@ -49,6 +49,6 @@ pub use explicit_rk::{
     Dopri5, Euler, ExplicitRk, Heun, Midpoint, Ralston, Rk4, SOLVER_NAMES, Ssprk3, solver_by_name,
 };
 pub use integrator::{Integrator, Solution, Stats, StepControl, StepInfo};
-pub use solver_kind::SolverKind;
 pub use solver::{OdeSolver, Parallelism, StepContext, StepOutcome, Tolerances, error_norm};
+pub use solver_kind::SolverKind;
 pub use tableau::ButcherTableau;

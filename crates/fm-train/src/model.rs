@@ -451,7 +451,10 @@ mod tests {
         assert_eq!(new.config.architecture.activation, "gelu");
         m.config.format_version = 0;
         let err = ModelFile::from_bytes(Path::new("m"), &m.to_bytes().unwrap()).unwrap_err();
-        assert!(matches!(err, TrainError::UnsupportedVersion { found: 0, .. }), "{err}");
+        assert!(
+            matches!(err, TrainError::UnsupportedVersion { found: 0, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -251,7 +251,12 @@ fn a_version_1_gelu_file_keeps_the_tanh_gelu_on_both_sides() {
     let back_new = TrainedModel::load(&new).unwrap();
     assert_eq!(back_old.config.architecture.activation, "gelu-tanh");
     assert_eq!(
-        back_new.config.architecture.mlp_config().unwrap().activation,
+        back_new
+            .config
+            .architecture
+            .mlp_config()
+            .unwrap()
+            .activation,
         Activation::Gelu
     );
     let (t, x) = points(16, 2, 9);
@@ -267,8 +272,14 @@ fn a_version_1_gelu_file_keeps_the_tanh_gelu_on_both_sides() {
     }
     let rel_old = max_rel_diff(&want, &python_velocity(&old, &t, x.view(), false));
     let rel_new = max_rel_diff(&exact, &python_velocity(&new, &t, x.view(), false));
-    assert!(rel_old <= REL_TOL, "version 1: differ by {rel_old:e} relative");
-    assert!(rel_new <= REL_TOL, "version 2: differ by {rel_new:e} relative");
+    assert!(
+        rel_old <= REL_TOL,
+        "version 1: differ by {rel_old:e} relative"
+    );
+    assert!(
+        rel_new <= REL_TOL,
+        "version 2: differ by {rel_new:e} relative"
+    );
 }
 
 #[test]
