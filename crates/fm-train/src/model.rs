@@ -115,7 +115,9 @@ pub struct ModelConfig {
     /// Version of the `fm-train` crate that wrote the file.
     #[serde(default)]
     pub crate_version: String,
-    /// The network.
+    /// The network (every field may be omitted, see [`ArchConfig::default`]; so may the whole
+    /// object).
+    #[serde(default)]
     pub architecture: ArchConfig,
     /// Flow matching or score matching.
     pub objective: Objective,
@@ -124,8 +126,9 @@ pub struct ModelConfig {
     /// The training settings.
     #[serde(default)]
     pub training: TrainParams,
-    /// The source dataset's name (spec).
-    #[serde(default)]
+    /// The source dataset's name (spec), which sampling draws from; `gaussian` (`N(0, I)` in
+    /// `architecture.dim` dimensions, TorchCFM's source) when a config leaves it out.
+    #[serde(default = "default_source")]
     pub source: String,
     /// The target dataset's name (spec).
     #[serde(default)]
@@ -139,6 +142,10 @@ pub struct ModelConfig {
     /// Whether the file holds EMA weights (used for sampling when present).
     #[serde(default)]
     pub has_ema: bool,
+}
+
+fn default_source() -> String {
+    "gaussian".into()
 }
 
 /// A model file in memory: its config, the weights and the optional EMA weights.

@@ -233,6 +233,76 @@ fn a_minimal_config_loads_in_rust_and_python_alike() {
     assert!(rel <= REL_TOL, "minimal config: differ by {rel:e} relative");
 }
 
+/// The smallest config docs/interop.md shows (only the required fields, the architecture left
+/// out) loads, read from the page itself, with TorchCFM's default architecture.
+#[test]
+fn the_minimal_config_of_the_docs_loads_with_every_default() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/interop.md"),
+    )
+    .unwrap();
+    let start = doc
+        .find("The smallest config")
+        .expect("docs/interop.md shows the smallest config");
+    let block = &doc[start..];
+    let open = block.find("```json\n").unwrap() + "```json\n".len();
+    let close = open + block[open..].find("```").unwrap();
+    let config: serde_json::Value = serde_json::from_str(&block[open..close]).unwrap();
+    let keys: Vec<&str> = config.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert!(!keys.contains(&"architecture"), "{keys:?}");
+    // Weights of the default architecture (2-D, 3 × 64, raw t) from a short run.
+    let params = TrainParams::default().steps(2).batch(8).check().unwrap();
+    let m = Trainer::new(
+        Dataset::parse("gaussian", Some(2)).unwrap(),
+        Dataset::parse("moons", None).unwrap(),
+        MatcherSpec::parse("icfm", Some(0.1), None, None).unwrap(),
+        Objective::Flow,
+        ArchConfig::default(),
+        params,
+    )
+    .unwrap()
+    .run(&mut |_| {})
+    .unwrap()
+    .model;
+    let bytes = tensors::encode(
+        HashMap::from([(CONFIG_KEY.to_string(), config.to_string())]),
+        &m.to_file().weights,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("minimal.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let back = TrainedModel::load(&path).unwrap();
+    assert_eq!(back.config.architecture, ArchConfig::default());
+    assert_eq!(back.config.training, TrainParams::default());
+    assert_eq!(back.config.source, "gaussian", "the source defaults to N(0, I)");
+    assert!(!back.config.has_ema && back.config.loss_history.is_empty());
+    assert_eq!(back.mlp.params(), m.mlp.params());
+    // It samples like the model its weights came from (raw weights: the file has no EMA).
+    let opts = fm_train::SampleOptions {
+        n: 20,
+        use_ema: false,
+        ..Default::default()
+    };
+    assert_eq!(
+        fm_train::sample(&back, &opts).unwrap().1.x,
+        fm_train::sample(&m, &opts).unwrap().1.x
+    );
+    // One required field left out is refused, naming it.
+    for field in ["objective", "matcher", "format"] {
+        let mut c = config.clone();
+        c.as_object_mut().unwrap().remove(field);
+        let bytes = tensors::encode(
+            HashMap::from([(CONFIG_KEY.to_string(), c.to_string())]),
+            &m.to_file().weights,
+        )
+        .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let err = TrainedModel::load(&path).unwrap_err().to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}
+
 /// A format-version-1 file said `gelu` for the tanh approximation: it must keep computing that
 /// function on both sides, while a version-2 `gelu` is the exact GELU (a different field).
 #[test]
