@@ -5,7 +5,7 @@
 //! regressing it onto the conditional vector fields of simple probability paths.
 //!
 //! This crate is a facade: it re-exports each crate of the workspace under a short name and
-//! holds no logic. Start with the [tutorial](tutorial) (docs/tutorial.md); the model file and
+//! holds no logic. Start with the [`tutorial`] (docs/tutorial.md); the model file and
 //! PyTorch interop are described in docs/interop.md.
 //!
 //! | module | crate | what |
@@ -20,7 +20,7 @@
 //! | [`train`] | [`fm-train`](fm_train) | matchers, trainer, model files, sampling |
 //! | [`sbi`] | [`fm-sbi`](fm_sbi) | simulation-based inference tasks and reference posteriors |
 //! | [`nf`] | [`fm-nf`](fm_nf) | normalizing flows by maximum likelihood: coupling, residual, CNF |
-//! | [`ndarray`] | [`ndarray`](::ndarray) | the array type of every batch (re-exported, so versions match) |
+//! | [`ndarray`] | `ndarray` | the array type of every batch (re-exported, so versions match) |
 //!
 //! ## Train, sample, evaluate
 //!

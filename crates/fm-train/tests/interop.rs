@@ -248,7 +248,12 @@ fn the_minimal_config_of_the_docs_loads_with_every_default() {
     let open = block.find("```json\n").unwrap() + "```json\n".len();
     let close = open + block[open..].find("```").unwrap();
     let config: serde_json::Value = serde_json::from_str(&block[open..close]).unwrap();
-    let keys: Vec<&str> = config.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = config
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert!(!keys.contains(&"architecture"), "{keys:?}");
     // Weights of the default architecture (2-D, 3 × 64, raw t) from a short run.
     let params = TrainParams::default().steps(2).batch(8).check().unwrap();
@@ -275,7 +280,10 @@ fn the_minimal_config_of_the_docs_loads_with_every_default() {
     let back = TrainedModel::load(&path).unwrap();
     assert_eq!(back.config.architecture, ArchConfig::default());
     assert_eq!(back.config.training, TrainParams::default());
-    assert_eq!(back.config.source, "gaussian", "the source defaults to N(0, I)");
+    assert_eq!(
+        back.config.source, "gaussian",
+        "the source defaults to N(0, I)"
+    );
     assert!(!back.config.has_ema && back.config.loss_history.is_empty());
     assert_eq!(back.mlp.params(), m.mlp.params());
     // It samples like the model its weights came from (raw weights: the file has no EMA).
