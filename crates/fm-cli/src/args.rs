@@ -200,7 +200,7 @@ pub struct TrainArgs {
 /// ODE solver settings shared by sample, eval and likelihood.
 #[derive(Args, Debug, Clone)]
 pub struct SolverArgs {
-    /// ODE solver: euler, midpoint, heun, rk4, dopri5.
+    /// ODE solver: euler, midpoint, heun, ralston, ssprk3, rk4 (fixed steps) or dopri5 (adaptive).
     #[arg(long, default_value = "euler", value_name = "NAME")]
     pub solver: String,
     /// Fixed steps for the fixed-step solvers (default 100).
@@ -319,7 +319,7 @@ pub struct LikelihoodArgs {
     /// Hutchinson divergence estimate with K Rademacher probes.
     #[arg(long, value_name = "K", allow_negative_numbers = true)]
     pub hutchinson: Option<i64>,
-    /// ODE solver: dopri5 (adaptive, the default here), euler, midpoint, heun, rk4.
+    /// ODE solver: dopri5 (adaptive, the default here), euler, midpoint, heun, ralston, ssprk3, rk4.
     #[arg(long, default_value = "dopri5", value_name = "NAME")]
     pub solver: String,
     /// Fixed steps (fixed-step solvers: default 100; with dopri5 turns off adaptivity).
