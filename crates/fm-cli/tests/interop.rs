@@ -559,3 +559,76 @@ fn bad_state_dicts_and_flags_are_refused_with_the_reason() {
         &[".safetensors"],
     );
 }
+
+#[test]
+fn export_and_import_have_help_and_report_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for cmd in ["export", "import"] {
+        let o = ok(fm(&[cmd, "--help"], d));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("--format") && text.contains("torchcfm"),
+            "{cmd}: {text}"
+        );
+    }
+    train(d, "m.safetensors", &["--hidden", "8,8", "--ema", "0"]);
+    let o = ok(fm(
+        &[
+            "export",
+            "--model",
+            "m.safetensors",
+            "--out",
+            "sd.safetensors",
+            "--json",
+        ],
+        d,
+    ));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let r: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    // Without EMA weights the raw ones are exported.
+    assert_eq!(r["weights"], "raw");
+    assert_eq!(r["hidden"], serde_json::json!([8, 8]));
+    let o = ok(fm(
+        &[
+            "import",
+            "--in",
+            "sd.safetensors",
+            "--out",
+            "back.safetensors",
+            "--json",
+        ],
+        d,
+    ));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let r: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(r["dim"], 2);
+    assert_eq!(r["activation"], "selu");
+    assert_eq!(r["source"], "gaussian");
+    // Export again over its own earlier output: fm recognises the file as its own.
+    ok(fm(
+        &[
+            "export",
+            "--model",
+            "m.safetensors",
+            "--out",
+            "sd.safetensors",
+        ],
+        d,
+    ));
+    // But an unrelated existing file is not replaced without --force.
+    std::fs::write(d.join("other.safetensors"), b"not ours").unwrap();
+    fails(
+        &fm(
+            &[
+                "export",
+                "--model",
+                "m.safetensors",
+                "--out",
+                "other.safetensors",
+            ],
+            d,
+        ),
+        &["other.safetensors", "--force"],
+    );
+}
