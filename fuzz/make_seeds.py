@@ -119,11 +119,11 @@ def model_seeds(fm):
             if name == "ema":
                 put("model_file", "bad-truncated.safetensors", model[: len(model) // 2])
                 put("model_file", "bad-future-version.safetensors",
-                    model.replace(b'\\"format_version\\":1', b'\\"format_version\\":9', 1))
+                    model.replace(b'\\"format_version\\":2', b'\\"format_version\\":9', 1))
                 put("model_file", "bad-checkpoint-not-model.safetensors", ckpt)
                 put("checkpoint", "bad-truncated.ckpt", ckpt[: len(ckpt) - 7])
                 put("checkpoint", "bad-future-version.ckpt",
-                    ckpt.replace(b'\\"format_version\\":1', b'\\"format_version\\":9', 1))
+                    ckpt.replace(b'\\"format_version\\":2', b'\\"format_version\\":9', 1))
                 put("checkpoint", "bad-model-not-checkpoint.ckpt", model)
                 c = config["fm_config"]
                 put("model_config", "bad-drop-tensor.json", c + "\0\x00\x01")

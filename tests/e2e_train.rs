@@ -89,7 +89,7 @@ fn saved_model_samples_like_the_trained_one() {
     let back = TrainedModel::load(&path).unwrap();
     let opts = SampleOptions {
         n: 64,
-        solver: "dopri5".into(),
+        solver: flow_matching::ode::SolverKind::Dopri5,
         ..Default::default()
     };
     let (_, a) = sample(&model, &opts).unwrap();

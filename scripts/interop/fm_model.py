@@ -47,9 +47,29 @@ ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0.0),
     "tanh": np.tanh,
     "softplus": lambda z: np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z))),
-    # The tanh approximation: PyTorch's nn.GELU(approximate="tanh"), not nn.GELU().
-    "gelu": lambda z: 0.5 * z * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3))),
+    # The exact GELU z Φ(z), PyTorch's nn.GELU() (format version 2 on).
+    "gelu": lambda z: 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0))),
+    # The tanh approximation, PyTorch's nn.GELU(approximate="tanh").
+    "gelu-tanh": lambda z: 0.5 * z * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3))),
 }
+ACTIVATIONS["gelu_tanh"] = ACTIVATIONS["gelu-tanh"]
+
+# The newest format version this loader reads; version 1 wrote `gelu` for the tanh form.
+FORMAT_VERSION = 2
+
+
+def _erf(z):
+    # numpy has no erf; math.erf elementwise (the loader is a reference, not fast).
+    return np.vectorize(math.erf, otypes=[np.float64])(z)
+
+
+def activation_name(config):
+    """The activation's name under today's naming (a version-1 `gelu` is `gelu-tanh`)."""
+    arch = {**ARCH_DEFAULTS, **config.get("architecture", {})}
+    name = arch["activation"].strip().lower()
+    if config.get("format_version", FORMAT_VERSION) == 1 and name == "gelu":
+        return "gelu-tanh"
+    return name
 
 
 def time_features(spec, t):
@@ -71,7 +91,10 @@ class Model:
         arch = {**ARCH_DEFAULTS, **config.get("architecture", {})}
         self.dim = arch["dim"]
         self.time_spec = arch["time_features"]
-        name = arch["activation"].lower()
+        version = config.get("format_version")
+        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise ValueError(f"format_version {version!r} is not supported: expected 1 to {FORMAT_VERSION}")
+        name = activation_name(config)
         if name not in ACTIVATIONS:
             raise ValueError(f"unknown activation `{name}`: expected one of {sorted(ACTIVATIONS)}")
         self.activation = ACTIVATIONS[name]

@@ -15,8 +15,25 @@ pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 /// * `Relu`: `max(z, 0)` (derivative 0 at 0).
 /// * `Tanh`: `tanh z`.
 /// * `Softplus`: `ln(1 + e^z)`, computed as `max(z, 0) + ln(1 + e^-|z|)`.
-/// * `Gelu`: the tanh form `½ z (1 + tanh(√(2/π) (z + 0.044715 z³)))` (Hendrycks & Gimpel, 2016),
-///   PyTorch's `GELU(approximate="tanh")`.
+/// * `Gelu`: the exact GELU `z Φ(z) = ½ z (1 + erf(z / √2))` (Hendrycks & Gimpel, 2016), PyTorch's
+///   `nn.GELU()`; `erf` from the `libm` crate.
+/// * `GeluTanh`: its tanh approximation `½ z (1 + tanh(√(2/π) (z + 0.044715 z³)))`, PyTorch's
+///   `nn.GELU(approximate="tanh")`. The two differ by up to 4.7e-4 (at |z| ≈ 2.7).
+///
+/// Names ([`Activation::name`], [`Activation::parse`]) follow PyTorch: `gelu` is the exact one,
+/// `gelu-tanh` the approximation. (Model files of format version 1 wrote `gelu` for the tanh
+/// form; `fm-train` reads them as `gelu-tanh`.) The serde names are the variant names, except
+/// that `GeluTanh` keeps the name `Gelu` it had before the exact GELU existed (files that store
+/// an `Activation` with serde, such as `fm-nf`'s, keep their meaning) and `Gelu` is `GeluErf`.
+///
+/// ```
+/// use fm_autograd::Activation;
+/// assert_eq!(Activation::parse("GELU")?, Activation::Gelu);
+/// assert_eq!(Activation::parse("gelu-tanh")?.name(), "gelu-tanh");
+/// // GELU(1) = Φ(1) = 0.8413447460685429.
+/// assert!((Activation::Gelu.eval(1.0_f64).0 - 0.841_344_746_068_542_9).abs() < 1e-15);
+/// # Ok::<(), fm_autograd::AutogradError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum Activation {
     /// Scaled exponential linear unit (TorchCFM's default).
@@ -32,8 +49,12 @@ pub enum Activation {
     Tanh,
     /// `ln(1 + e^z)`.
     Softplus,
-    /// Gaussian error linear unit, tanh approximation.
+    /// Gaussian error linear unit, exact (erf) form: PyTorch's `nn.GELU()`.
+    #[serde(rename = "GeluErf")]
     Gelu,
+    /// Gaussian error linear unit, tanh approximation: PyTorch's `nn.GELU(approximate="tanh")`.
+    #[serde(rename = "Gelu")]
+    GeluTanh,
 }
 
 impl Activation {
@@ -85,6 +106,10 @@ impl Activation {
                 (y, sigmoid(z))
             }
             Activation::Gelu => {
+                let cdf = normal_cdf(z);
+                (z * cdf, cdf + z * normal_pdf(z))
+            }
+            Activation::GeluTanh => {
                 let c = F::from_f64((2.0 / std::f64::consts::PI).sqrt());
                 let a = F::from_f64(0.044_715);
                 let half = F::from_f64(0.5);
@@ -102,7 +127,8 @@ impl Activation {
     ///
     /// Formulas (`σ` the logistic sigmoid, `y = tanh z`): SELU `λα e^z` for `z ≤ 0`, else 0;
     /// ELU `e^z` for `z ≤ 0`, else 0; ReLU 0; SiLU `σ(1 − σ)(2 + z(1 − 2σ))`; tanh
-    /// `−2y(1 − y²)`; softplus `σ(1 − σ)`; GELU (tanh form, `u = c(z + a z³)`, `τ = tanh u`)
+    /// `−2y(1 − y²)`; softplus `σ(1 − σ)`; GELU `φ(z)(2 − z²)` (`φ` the standard normal density);
+    /// GELU-tanh (`u = c(z + a z³)`, `τ = tanh u`)
     /// `(1 − τ²) u' + ½ z (1 − τ²)(u'' − 2 τ u'²)`. At the kinks of SELU, ELU and ReLU
     /// (`z = 0`) the value of the left side is returned.
     ///
@@ -145,7 +171,8 @@ impl Activation {
                 let s = sigmoid(z);
                 s * (one - s)
             }
-            Activation::Gelu => {
+            Activation::Gelu => normal_pdf(z) * (F::from_f64(2.0) - z * z),
+            Activation::GeluTanh => {
                 let c = F::from_f64((2.0 / std::f64::consts::PI).sqrt());
                 let a = F::from_f64(0.044_715);
                 let half = F::from_f64(0.5);
@@ -160,7 +187,7 @@ impl Activation {
     }
 
     /// All activations, for tests and command-line parsing.
-    pub const ALL: [Activation; 7] = [
+    pub const ALL: [Activation; 8] = [
         Activation::Selu,
         Activation::Silu,
         Activation::Elu,
@@ -168,7 +195,57 @@ impl Activation {
         Activation::Tanh,
         Activation::Softplus,
         Activation::Gelu,
+        Activation::GeluTanh,
     ];
+
+    /// The name [`Activation::parse`] reads, PyTorch's module name in lowercase (`gelu` for
+    /// `nn.GELU()`, `gelu-tanh` for `nn.GELU(approximate="tanh")`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Selu => "selu",
+            Activation::Silu => "silu",
+            Activation::Elu => "elu",
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Softplus => "softplus",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu-tanh",
+        }
+    }
+
+    /// The activation of a name, case-insensitive: one of [`Activation::name`]'s, or the aliases
+    /// `swish` (SiLU) and `gelu_tanh` (GELU-tanh). An unknown name is an error listing every
+    /// accepted name.
+    pub fn parse(name: &str) -> Result<Self, crate::AutogradError> {
+        let lower = name.trim().to_ascii_lowercase();
+        let alias = match lower.as_str() {
+            "swish" => Some(Activation::Silu),
+            "gelu_tanh" => Some(Activation::GeluTanh),
+            _ => None,
+        };
+        alias
+            .or_else(|| Self::ALL.into_iter().find(|a| a.name() == lower))
+            .ok_or_else(|| crate::AutogradError::UnknownActivation {
+                name: name.into(),
+                known: format!(
+                    "{} (aliases: swish, gelu_tanh)",
+                    Self::ALL.map(Activation::name).join(", ")
+                ),
+            })
+    }
+}
+
+/// `Φ(z) = ½ (1 + erf(z / √2))`, the standard normal distribution function.
+#[inline(always)]
+fn normal_cdf<F: Float>(z: F) -> F {
+    let half = F::from_f64(0.5);
+    half * (F::one() + (z * F::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf())
+}
+
+/// `φ(z) = e^(−z²/2) / √(2π)`, the standard normal density.
+#[inline(always)]
+fn normal_pdf<F: Float>(z: F) -> F {
+    F::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt()) * (F::from_f64(-0.5) * z * z).exp()
 }
 
 /// `σ(z) = 1 / (1 + e^-z)`, evaluated without overflow.
@@ -216,6 +293,70 @@ mod tests {
                 assert!((d64 - d32).abs() < 1e-5, "{act:?} at {z}: {d32} vs {d64}");
             }
         }
+    }
+
+    #[test]
+    fn exact_gelu_matches_closed_forms_and_pytorch_reference_values() {
+        // GELU(z) = z Φ(z): Φ(0) = 1/2, and Φ(±1), Φ(2) from tables of the normal distribution.
+        let phi = [
+            (1.0, 0.841_344_746_068_542_9),
+            (-1.0, 0.158_655_253_931_457_05),
+            (2.0, 0.977_249_868_051_820_8),
+        ];
+        for (z, cdf) in phi {
+            let (y, _) = Activation::Gelu.eval(z);
+            assert!((y - z * cdf).abs() < 1e-15, "{z}: {y}");
+        }
+        assert_eq!(Activation::Gelu.eval(0.0_f64), (0.0, 0.5));
+        // The exact and tanh forms differ by at most ~4.7e-4 (PyTorch's docs of approximate="tanh").
+        let worst = (-600..=600)
+            .map(|i| i as f64 * 0.01)
+            .map(|z| (Activation::Gelu.eval(z).0 - Activation::GeluTanh.eval(z).0).abs())
+            .fold(0.0, f64::max);
+        assert!(worst > 1e-4 && worst < 5e-4, "{worst}");
+        // Far tails: GELU(z) → z for z → ∞ and → 0 for z → −∞, without NaN, in f32 too.
+        assert!((Activation::Gelu.eval(30.0_f64).0 - 30.0).abs() < 1e-12);
+        assert!(Activation::Gelu.eval(-30.0_f64).0.abs() < 1e-100);
+        let (y, dy) = Activation::Gelu.eval(-30.0_f32);
+        assert!(
+            y.is_finite()
+                && dy.is_finite()
+                && Activation::Gelu.second_derivative(-30.0_f32).is_finite()
+        );
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_every_name() {
+        for act in Activation::ALL {
+            assert_eq!(Activation::parse(act.name()).unwrap(), act);
+            assert_eq!(
+                Activation::parse(&act.name().to_ascii_uppercase()).unwrap(),
+                act
+            );
+        }
+        assert_eq!(Activation::parse("gelu").unwrap(), Activation::Gelu);
+        assert_eq!(
+            Activation::parse("gelu_tanh").unwrap(),
+            Activation::GeluTanh
+        );
+        assert_eq!(Activation::parse("Swish").unwrap(), Activation::Silu);
+        let msg = Activation::parse("sine").unwrap_err().to_string();
+        for act in Activation::ALL {
+            assert!(msg.contains(act.name()), "{msg}");
+        }
+    }
+
+    #[test]
+    fn serde_names_keep_the_meaning_of_files_written_before_the_exact_gelu() {
+        // Before the exact GELU existed, serde wrote the tanh form as "Gelu".
+        let old: Activation = serde_json::from_str("\"Gelu\"").unwrap();
+        assert_eq!(old, Activation::GeluTanh);
+        let exact = serde_json::to_string(&Activation::Gelu).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Activation>(&exact).unwrap(),
+            Activation::Gelu
+        );
+        assert_ne!(exact, "\"Gelu\"");
     }
 
     #[test]

@@ -40,6 +40,14 @@ pub enum AutogradError {
         /// What is required of it.
         reason: &'static str,
     },
+    /// No activation has this name ([`Activation::parse`](crate::Activation::parse)).
+    #[error("unknown activation `{name}`: expected one of {known}")]
+    UnknownActivation {
+        /// The name asked for.
+        name: String,
+        /// The accepted names, comma separated.
+        known: String,
+    },
     /// A named tensor is missing, unexpected or has the wrong shape.
     #[error("tensor {name}: {reason}")]
     Tensor {

@@ -48,6 +48,8 @@ pub trait Float:
     fn sin(self) -> Self;
     /// The cosine.
     fn cos(self) -> Self;
+    /// The error function `erf(x) = 2/√π ∫_0^x e^(−s²) ds` (the `libm` crate's `erf`/`erff`).
+    fn erf(self) -> Self;
     /// The square root.
     fn sqrt(self) -> Self;
     /// The absolute value.
@@ -83,6 +85,9 @@ impl Float for f64 {
     }
     fn cos(self) -> Self {
         f64::cos(self)
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
     fn sqrt(self) -> Self {
         f64::sqrt(self)
@@ -131,6 +136,9 @@ impl Float for f32 {
     }
     fn cos(self) -> Self {
         f32::cos(self)
+    }
+    fn erf(self) -> Self {
+        libm::erff(self)
     }
     fn sqrt(self) -> Self {
         f32::sqrt(self)

@@ -58,6 +58,9 @@ pub enum Command {
     /// Simulation-based inference: `fm simulate` and `fm c2st`.
     #[command(flatten)]
     Sbi(crate::simulate::SbiCommand),
+    /// PyTorch interop: `fm export` and `fm import` (TorchCFM's MLP state dict).
+    #[command(flatten)]
+    Interop(crate::interop::InteropCommand),
 }
 
 /// `fm train`.
@@ -171,7 +174,8 @@ pub struct TrainArgs {
     /// Hidden layer widths, comma separated.
     #[arg(long, default_value = "64,64,64", value_name = "W,W,...")]
     pub hidden: String,
-    /// Activation: selu, silu, relu, tanh, elu, gelu, softplus.
+    /// Activation: selu, silu, relu, tanh, elu, softplus, gelu (exact, PyTorch's nn.GELU()) or
+    /// gelu-tanh (nn.GELU(approximate="tanh")).
     #[arg(long, default_value = "selu", value_name = "NAME")]
     pub activation: String,
     /// Time input of the network: raw (t as a column, as TorchCFM) or fourier:K.

@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> Result<Report> {
         Command::Demo(a) => demo(a, json),
         Command::Datasets => datasets(),
         Command::Sbi(c) => crate::simulate::run(c),
+        Command::Interop(c) => crate::interop::run(c),
     }
 }
 
@@ -293,10 +294,11 @@ pub(crate) fn sample_options(
     record: usize,
     use_ema: bool,
 ) -> Result<SampleOptions> {
-    check_solver(&s.solver)?;
+    let solver = flow_matching::ode::SolverKind::parse(&s.solver)
+        .map_err(|e| input(format!("--solver {}: {e}", s.solver)))?;
     Ok(SampleOptions {
         n,
-        solver: s.solver.clone(),
+        solver,
         steps: s.steps.map(|k| count("steps", k, 10_000_000)).transpose()?,
         rtol: s.rtol,
         atol: s.atol,
@@ -464,7 +466,7 @@ fn sample(a: SampleArgs) -> Result<Report> {
     let start = Instant::now();
     let stats = if let Some(t) = &a.trajectory {
         let (_, sol) = flow_matching::train::sample(&model, &opts)
-            .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
+            .map_err(|e| integration_failure(e, opts.solver.name(), Some(opts.max_steps)))?;
         write_points(&a.out, sol.x.view())?;
         crate::verbs::write_trajectory(t, &sol.trajectory)?;
         sol.stats
@@ -475,7 +477,7 @@ fn sample(a: SampleArgs) -> Result<Report> {
         let stats = flow_matching::train::sample_chunked(&model, &opts, chunk, &mut |x| {
             Ok(w.write_rows(x)?)
         })
-        .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
+        .map_err(|e| integration_failure(e, opts.solver.name(), Some(opts.max_steps)))?;
         w.finish()?;
         stats
     };
@@ -497,7 +499,7 @@ fn sample(a: SampleArgs) -> Result<Report> {
     let mut r = Report::new();
     r.insert("command".into(), json!("sample"));
     r.insert("n".into(), json!(n));
-    r.insert("solver".into(), json!(opts.solver));
+    r.insert("solver".into(), json!(opts.solver.name()));
     r.insert("nfe".into(), json!(stats.nfe));
     r.insert("accepted".into(), json!(stats.accepted));
     r.insert("rejected".into(), json!(stats.rejected));
@@ -513,9 +515,8 @@ fn sample_budget(model: &TrainedModel, opts: &SampleOptions) -> Result<usize> {
     let limit = budget::limit()?;
     let arch = &model.config.architecture;
     let (n, dim) = (opts.n, arch.dim);
-    let stages = budget::stages(&opts.solver);
-    let adaptive =
-        flow_matching::ode::solver_by_name(&opts.solver)?.is_adaptive() && opts.steps.is_none();
+    let stages = budget::stages(opts.solver.name());
+    let adaptive = opts.solver.is_adaptive() && opts.steps.is_none();
     let chunk = if opts.record >= 2 {
         n
     } else if adaptive {
@@ -626,8 +627,12 @@ fn eval(a: EvalArgs) -> Result<Report> {
     let dim = model.config.architecture.dim;
     let opts = sample_options(&a.solver, n, a.seed, 0, !a.no_ema)?;
     let arch = &model.config.architecture;
-    let mut need =
-        crate::budget::integrate_need(n, dim, &arch.hidden, crate::budget::stages(&opts.solver));
+    let mut need = crate::budget::integrate_need(
+        n,
+        dim,
+        &arch.hidden,
+        crate::budget::stages(opts.solver.name()),
+    );
     need.add(
         format!("the {n} × {n} cost matrices of W2 and MMD"),
         "--n",
@@ -636,7 +641,7 @@ fn eval(a: EvalArgs) -> Result<Report> {
     need.check(&crate::budget::limit()?)?;
     let start = Instant::now();
     let (x_0, sol) = flow_matching::train::sample(&model, &opts)
-        .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))?;
+        .map_err(|e| integration_failure(e, opts.solver.name(), Some(opts.max_steps)))?;
     let secs = start.elapsed().as_secs_f64();
     let target = target_points(&a.target, n, Some(dim), a.seed)?;
     let f = compare(&sol.x, &target)?;

@@ -203,18 +203,7 @@ pub fn load(path: &Path) -> Result<Option<Flow>> {
 }
 
 fn activation(name: &str) -> Result<Activation> {
-    Ok(match name.trim().to_ascii_lowercase().as_str() {
-        "selu" => Activation::Selu,
-        "silu" | "swish" => Activation::Silu,
-        "elu" => Activation::Elu,
-        "relu" => Activation::Relu,
-        "tanh" => Activation::Tanh,
-        "softplus" => Activation::Softplus,
-        "gelu" => Activation::Gelu,
-        other => bail!(input(format!(
-            "unknown --activation {other}: choose selu, silu, elu, relu, tanh, softplus or gelu"
-        ))),
-    })
+    Activation::parse(name).map_err(|e| input(format!("--activation {}: {e}", name.trim())))
 }
 
 /// `--estimator`: `truncated:N` or `roulette[:MIN,P]`.

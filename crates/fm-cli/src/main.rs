@@ -15,6 +15,7 @@ mod budget;
 mod commands;
 mod density;
 mod flows;
+mod interop;
 mod interrupt;
 mod plot;
 mod safety;

@@ -38,6 +38,9 @@ pub enum Kind {
     Points,
     /// A PNG plot: replaces a PNG of one of the sizes fm draws (800×800 or 800×600).
     Png,
+    /// A state dict written by `fm export`: replaces a safetensors file whose metadata holds
+    /// the export record.
+    Export,
 }
 
 impl Kind {
@@ -47,6 +50,7 @@ impl Kind {
             Kind::Checkpoint => "an fm checkpoint",
             Kind::Points => "a points file written by fm (CSV header x0,x1,... or a float64 .npy)",
             Kind::Png => "a plot written by fm (an 800×800 or 800×600 PNG)",
+            Kind::Export => "a state dict written by fm export",
         }
     }
 }
@@ -152,6 +156,9 @@ fn is_ours(kind: Kind, path: &Path) -> bool {
         Kind::Model => tensors::peek_metadata(path).is_some_and(|m| m.contains_key(CONFIG_KEY)),
         Kind::Checkpoint => {
             tensors::peek_metadata(path).is_some_and(|m| m.contains_key(CHECKPOINT_KEY))
+        }
+        Kind::Export => {
+            tensors::peek_metadata(path).is_some_and(|m| m.contains_key(crate::interop::EXPORT_KEY))
         }
         Kind::Png => {
             let h = head(path, 24);

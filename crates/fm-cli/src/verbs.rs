@@ -223,7 +223,7 @@ pub fn integrate(
     opts: &SampleOptions,
     (t0, t1): (f64, f64),
 ) -> Result<Solution> {
-    let solver = solver_by_name(&opts.solver)?;
+    let solver = opts.solver.build();
     let adaptive = solver.is_adaptive() && opts.steps.is_none();
     let mut integ = Integrator::new(solver).span(t0, t1);
     if adaptive {
@@ -261,7 +261,7 @@ pub fn integrate(
     let field = model.field(opts.use_ema)?;
     integ
         .run(field.as_ref(), x)
-        .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)))
+        .map_err(|e| integration_failure(e, opts.solver.name(), Some(opts.max_steps)))
 }
 
 /// Whether a path ends in `.npy` (any case).
@@ -400,7 +400,7 @@ pub fn sample_from(a: &crate::args::SampleArgs, x0: &Path, model: &TrainedModel)
         x.nrows(),
         dim,
         &arch.hidden,
-        crate::budget::stages(&opts.solver),
+        crate::budget::stages(opts.solver.name()),
     );
     need.add(
         format!("the {} points of --x0", x.nrows()),
@@ -427,7 +427,7 @@ pub fn sample_from(a: &crate::args::SampleArgs, x0: &Path, model: &TrainedModel)
     r.insert("command".into(), json!("sample"));
     r.insert("x0".into(), json!(x0.display().to_string()));
     r.insert("n".into(), json!(x.nrows()));
-    r.insert("solver".into(), json!(opts.solver));
+    r.insert("solver".into(), json!(opts.solver.name()));
     r.insert("nfe".into(), json!(sol.stats.nfe));
     r.insert("seconds".into(), json!(secs));
     r.insert("out".into(), json!(a.out.display().to_string()));
@@ -612,7 +612,7 @@ fn encode_in_pool(a: &EncodeArgs) -> Result<Report> {
         x.nrows(),
         dim,
         &arch.hidden,
-        crate::budget::stages(&opts.solver),
+        crate::budget::stages(opts.solver.name()),
     )
     .check(&crate::budget::limit()?)?;
     let start = Instant::now();
@@ -637,7 +637,7 @@ fn encode_in_pool(a: &EncodeArgs) -> Result<Report> {
     let mut r = Report::new();
     r.insert("command".into(), json!("encode"));
     r.insert("n".into(), json!(x.nrows()));
-    r.insert("solver".into(), json!(opts.solver));
+    r.insert("solver".into(), json!(opts.solver.name()));
     r.insert("nfe".into(), json!(sol.stats.nfe));
     r.insert("seconds".into(), json!(secs));
     r.insert("out".into(), json!(a.out.display().to_string()));

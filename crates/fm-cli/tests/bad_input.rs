@@ -665,7 +665,7 @@ fn bad_model_files_exit_2_naming_the_file_and_the_problem() {
             s("missing.safetensors", &["no such file"]),
             s(
                 "future.safetensors",
-                &["format version 99", "version 1", "upgrade"],
+                &["format version 99", "versions 1 to 2", "upgrade"],
             ),
             s("shapes.safetensors", &["layers.0", "shape", "architecture"]),
             s("dim.safetensors", &["layers.0", "shape"]),

@@ -341,7 +341,8 @@ pub const SOLVER_NAMES: &[&str] = &[
     "euler", "midpoint", "heun", "ralston", "ssprk3", "rk4", "dopri5",
 ];
 
-/// A built-in solver by name (case-insensitive): `"euler"`, `"midpoint"`, `"heun"`,
+/// A built-in solver by name (case-insensitive; [`SolverKind::parse`](crate::SolverKind::parse)
+/// then [`SolverKind::build`](crate::SolverKind::build)): `"euler"`, `"midpoint"`, `"heun"`,
 /// `"ralston"`, `"ssprk3"`, `"rk4"`, `"dopri5"`.
 ///
 /// ```
@@ -351,21 +352,7 @@ pub const SOLVER_NAMES: &[&str] = &[
 /// assert!(fm_ode::solver_by_name("leapfrog").is_err());
 /// ```
 pub fn solver_by_name(name: &str) -> Result<Box<dyn OdeSolver>, OdeError> {
-    Ok(match name.to_ascii_lowercase().as_str() {
-        "euler" => Box::new(Euler::default()),
-        "midpoint" => Box::new(Midpoint::default()),
-        "heun" => Box::new(Heun::default()),
-        "ralston" => Box::new(Ralston::default()),
-        "ssprk3" => Box::new(Ssprk3::default()),
-        "rk4" => Box::new(Rk4::default()),
-        "dopri5" => Box::new(Dopri5::default()),
-        _ => {
-            return Err(OdeError::UnknownSolver {
-                name: name.into(),
-                known: SOLVER_NAMES.join(", "),
-            });
-        }
-    })
+    Ok(crate::SolverKind::parse(name)?.build())
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! * Explicit Runge–Kutta methods are data: a [`ButcherTableau`] run by [`ExplicitRk`].
 //!   Built in: [`Euler`], [`Midpoint`], [`Heun`], [`Ralston`], [`Ssprk3`], [`Rk4`] and the
 //!   adaptive [`Dopri5`] (Dormand–Prince 5(4), PI step-size control, automatic initial step,
-//!   first-same-as-last); [`solver_by_name`] picks one from a string.
+//!   first-same-as-last); [`SolverKind`] is the typed choice of one of them
+//!   ([`SolverKind::parse`] / [`solver_by_name`] read a name).
 //! * Batches are cut into fixed row chunks that run on rayon ([`Parallelism`]) with results
 //!   bit-identical to one thread.
 //! * [`testing::check_solver`]: the conformance kit every solver — yours too — passes.
@@ -38,6 +39,7 @@ mod error;
 mod explicit_rk;
 mod integrator;
 mod solver;
+mod solver_kind;
 mod tableau;
 pub mod testing;
 
@@ -48,4 +50,5 @@ pub use explicit_rk::{
 };
 pub use integrator::{Integrator, Solution, Stats, StepControl, StepInfo};
 pub use solver::{OdeSolver, Parallelism, StepContext, StepOutcome, Tolerances, error_norm};
+pub use solver_kind::SolverKind;
 pub use tableau::ButcherTableau;

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+/// The checkpoint format version this build writes; it reads every version from 1 on. Version 2
+/// names activations as [`MODEL_FORMAT_VERSION`](crate::MODEL_FORMAT_VERSION) 2 does (`gelu` is
+/// the exact GELU); a version-1 checkpoint's `gelu` is read as `gelu-tanh`.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
 /// The metadata key of a checkpoint's JSON state.
 pub const CHECKPOINT_KEY: &str = "fm_checkpoint";
 
@@ -159,16 +161,20 @@ impl Checkpoint {
             .get("format_version")
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        if version != u64::from(CHECKPOINT_FORMAT_VERSION) {
+        if !(1..=u64::from(CHECKPOINT_FORMAT_VERSION)).contains(&version) {
             return Err(TrainError::UnsupportedVersion {
                 path: path.display().to_string(),
                 found: u32::try_from(version).unwrap_or(u32::MAX),
                 supported: CHECKPOINT_FORMAT_VERSION,
             });
         }
-        let state: CheckpointState = serde_json::from_value(value).map_err(|e| {
+        let mut state: CheckpointState = serde_json::from_value(value).map_err(|e| {
             TrainError::bad_file(path, format!("the checkpoint state is malformed: {e}"))
         })?;
+        if version == 1 {
+            state.identity.architecture.upgrade_from_v1();
+            state.format_version = CHECKPOINT_FORMAT_VERSION;
+        }
         let params = match ts.iter().find(|t| t.name == "params") {
             Some(Tensor {
                 data: TensorData::F32(v),

@@ -52,14 +52,14 @@ pub enum TrainError {
     },
     /// A model file written by a newer (or unknown) format version.
     #[error(
-        "{path}: model format version {found} is not supported (this build reads version {supported}): upgrade fm or retrain the model"
+        "{path}: model format version {found} is not supported (this build reads versions 1 to {supported}): upgrade fm or retrain the model"
     )]
     UnsupportedVersion {
         /// The file at fault.
         path: String,
         /// The version found in the file.
         found: u32,
-        /// The version this build reads.
+        /// The newest version this build reads (it reads every version from 1 on).
         supported: u32,
     },
     /// `--resume` was asked for but no checkpoint exists.

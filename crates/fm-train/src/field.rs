@@ -9,22 +9,15 @@ use ndarray::{Array1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 impl ArchConfig {
     /// The `fm-autograd` configuration of this architecture.
     pub fn mlp_config(&self) -> Result<MlpConfig, TrainError> {
-        let activation = match self.activation.to_ascii_lowercase().as_str() {
-            "selu" => Activation::Selu,
-            "silu" | "swish" => Activation::Silu,
-            "elu" => Activation::Elu,
-            "relu" => Activation::Relu,
-            "tanh" => Activation::Tanh,
-            "softplus" => Activation::Softplus,
-            "gelu" => Activation::Gelu,
-            _ => {
-                return Err(TrainError::UnknownName {
-                    what: "activation",
-                    name: self.activation.clone(),
-                    expected: "selu, silu, elu, relu, tanh, softplus, gelu".into(),
-                });
-            }
-        };
+        let activation =
+            Activation::parse(&self.activation).map_err(|_| TrainError::UnknownName {
+                what: "activation",
+                name: self.activation.clone(),
+                expected: format!(
+                    "{} (aliases: swish, gelu_tanh)",
+                    Activation::ALL.map(Activation::name).join(", ")
+                ),
+            })?;
         let time_features = match crate::time_columns(&self.time_features) {
             Ok(1) => TimeFeatures::Raw,
             Ok(c) => TimeFeatures::Fourier { frequencies: c / 2 },

@@ -6,8 +6,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The format version this build writes and reads. Files with a larger version are refused.
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. It reads every version from 1 to this one and refuses
+/// larger ones.
+///
+/// * Version 2: activation names follow PyTorch: `gelu` is the exact (erf) GELU, `nn.GELU()`;
+///   `gelu-tanh` its tanh approximation, `nn.GELU(approximate="tanh")`.
+/// * Version 1: `gelu` named the tanh approximation. A version-1 file is read as version 2 with
+///   `gelu` renamed to `gelu-tanh` ([`ArchConfig::upgrade_from_v1`]), so it computes the
+///   function it was trained with.
+pub const MODEL_FORMAT_VERSION: u32 = 2;
 
 /// The metadata key of a model file that holds the JSON [`ModelConfig`].
 pub const CONFIG_KEY: &str = "fm_config";
@@ -26,10 +33,30 @@ pub struct ArchConfig {
     pub dim: usize,
     /// Hidden layer widths.
     pub hidden: Vec<usize>,
-    /// Activation name (`selu`, `silu`, `relu`, `tanh`, `elu`, `gelu`, `softplus`).
+    /// Activation name, as PyTorch names the module: `selu`, `silu` (alias `swish`), `elu`,
+    /// `relu`, `tanh`, `softplus`, `gelu` (exact, erf: `nn.GELU()`) or `gelu-tanh` (alias
+    /// `gelu_tanh`: `nn.GELU(approximate="tanh")`); case-insensitive. See
+    /// [`fm_autograd::Activation`] for the formulas.
     pub activation: String,
     /// Time input: `raw` (t as one extra column, as TorchCFM) or `fourier:K`.
     pub time_features: String,
+}
+
+impl ArchConfig {
+    /// Rewrites the names of a format-version-1 config to today's: version 1 wrote `gelu` for
+    /// the tanh approximation, which is now `gelu-tanh` (`gelu` is the exact GELU since
+    /// version 2). Other names are unchanged.
+    ///
+    /// ```
+    /// let mut arch = fm_train::ArchConfig { activation: "GELU".into(), ..Default::default() };
+    /// arch.upgrade_from_v1();
+    /// assert_eq!(arch.activation, "gelu-tanh");
+    /// ```
+    pub fn upgrade_from_v1(&mut self) {
+        if self.activation.trim().eq_ignore_ascii_case("gelu") {
+            self.activation = "gelu-tanh".into();
+        }
+    }
 }
 
 impl Default for ArchConfig {
@@ -82,12 +109,15 @@ impl Objective {
 pub struct ModelConfig {
     /// Always [`MODEL_FORMAT`].
     pub format: String,
-    /// [`MODEL_FORMAT_VERSION`] of the writer.
+    /// [`MODEL_FORMAT_VERSION`] of the writer (a loaded version-1 file reads as the current
+    /// version, its names upgraded).
     pub format_version: u32,
     /// Version of the `fm-train` crate that wrote the file.
     #[serde(default)]
     pub crate_version: String,
-    /// The network.
+    /// The network (every field may be omitted, see [`ArchConfig::default`]; so may the whole
+    /// object).
+    #[serde(default)]
     pub architecture: ArchConfig,
     /// Flow matching or score matching.
     pub objective: Objective,
@@ -96,8 +126,9 @@ pub struct ModelConfig {
     /// The training settings.
     #[serde(default)]
     pub training: TrainParams,
-    /// The source dataset's name (spec).
-    #[serde(default)]
+    /// The source dataset's name (spec), which sampling draws from; `gaussian` (`N(0, I)` in
+    /// `architecture.dim` dimensions, TorchCFM's source) when a config leaves it out.
+    #[serde(default = "default_source")]
     pub source: String,
     /// The target dataset's name (spec).
     #[serde(default)]
@@ -111,6 +142,10 @@ pub struct ModelConfig {
     /// Whether the file holds EMA weights (used for sampling when present).
     #[serde(default)]
     pub has_ema: bool,
+}
+
+fn default_source() -> String {
+    "gaussian".into()
 }
 
 /// A model file in memory: its config, the weights and the optional EMA weights.
@@ -171,16 +206,21 @@ impl ModelFile {
             .get("format_version")
             .and_then(|v| v.as_u64())
             .ok_or_else(|| TrainError::bad_file(path, "the model config has no format_version"))?;
-        if version != u64::from(MODEL_FORMAT_VERSION) {
+        if !(1..=u64::from(MODEL_FORMAT_VERSION)).contains(&version) {
             return Err(TrainError::UnsupportedVersion {
                 path: path.display().to_string(),
                 found: u32::try_from(version).unwrap_or(u32::MAX),
                 supported: MODEL_FORMAT_VERSION,
             });
         }
-        let config: ModelConfig = serde_json::from_value(value).map_err(|e| {
+        let mut config: ModelConfig = serde_json::from_value(value).map_err(|e| {
             TrainError::bad_file(path, format!("the model config is malformed: {e}"))
         })?;
+        if version == 1 {
+            // Read as the current version: the same network under today's names.
+            config.architecture.upgrade_from_v1();
+            config.format_version = MODEL_FORMAT_VERSION;
+        }
         if config.format != MODEL_FORMAT {
             return Err(TrainError::bad_file(
                 path,
@@ -403,6 +443,25 @@ mod tests {
         m.weights.pop();
         let err = ModelFile::from_bytes(Path::new("m"), &m.to_bytes().unwrap()).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_gelu_file_reads_as_gelu_tanh_and_a_version_2_one_as_exact_gelu() {
+        let mut m = tiny();
+        m.config.architecture.activation = "gelu".into();
+        m.config.format_version = 1;
+        let old = ModelFile::from_bytes(Path::new("m"), &m.to_bytes().unwrap()).unwrap();
+        assert_eq!(old.config.architecture.activation, "gelu-tanh");
+        assert_eq!(old.config.format_version, MODEL_FORMAT_VERSION);
+        m.config.format_version = 2;
+        let new = ModelFile::from_bytes(Path::new("m"), &m.to_bytes().unwrap()).unwrap();
+        assert_eq!(new.config.architecture.activation, "gelu");
+        m.config.format_version = 0;
+        let err = ModelFile::from_bytes(Path::new("m"), &m.to_bytes().unwrap()).unwrap_err();
+        assert!(
+            matches!(err, TrainError::UnsupportedVersion { found: 0, .. }),
+            "{err}"
+        );
     }
 
     #[test]

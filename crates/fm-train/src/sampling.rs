@@ -2,7 +2,7 @@
 
 use crate::{TrainError, TrainedModel};
 use fm_data::Dataset;
-use fm_ode::{Integrator, Solution, Stats, solver_by_name};
+use fm_ode::{Integrator, Solution, SolverKind, Stats};
 use ndarray::Array2;
 
 /// How to sample a trained model: draw `n` source points with `seed`, integrate from t = 0 to
@@ -11,8 +11,8 @@ use ndarray::Array2;
 pub struct SampleOptions {
     /// Number of samples.
     pub n: usize,
-    /// Solver name (`euler`, `midpoint`, `heun`, `rk4`, `dopri5`, ...).
-    pub solver: String,
+    /// The solver (parse a name with [`SolverKind::parse`] or `str::parse`).
+    pub solver: SolverKind,
     /// Fixed steps (fixed-step solvers); `None`: 100.
     pub steps: Option<usize>,
     /// Relative tolerance (adaptive solvers); `None`: 1e-5.
@@ -34,7 +34,7 @@ impl Default for SampleOptions {
     fn default() -> Self {
         Self {
             n: 1000,
-            solver: "euler".into(),
+            solver: SolverKind::Euler,
             steps: None,
             rtol: None,
             atol: None,
@@ -129,7 +129,7 @@ pub fn sample_chunked(
         ));
     }
     let mut integ = integrator(opts)?;
-    let adaptive = solver_by_name(&opts.solver)?.is_adaptive() && opts.steps.is_none();
+    let adaptive = opts.solver.is_adaptive() && opts.steps.is_none();
     let chunk = if adaptive {
         if chunk < ADAPTIVE_CHUNK.min(opts.n) {
             return Err(TrainError::param(
@@ -186,8 +186,8 @@ pub fn sample_chunked(
 
 /// The integrator of `opts` (checked).
 fn integrator(opts: &SampleOptions) -> Result<Integrator<'static>, TrainError> {
-    let solver = solver_by_name(&opts.solver)?;
-    let adaptive = solver.is_adaptive();
+    let solver = opts.solver.build();
+    let adaptive = opts.solver.is_adaptive();
     let mut integ = Integrator::new(solver).span(0.0, 1.0);
     if adaptive && opts.steps.is_none() {
         let rtol = opts.rtol.unwrap_or(1e-5);

@@ -253,7 +253,7 @@ pub fn checksum(metadata: &HashMap<String, String>, tensors: &[Tensor]) -> u32 {
 /// Reads a whole model or checkpoint file, naming it in the error. Before anything is opened,
 /// the path must name a regular file (a FIFO would block, `/dev/zero` would never end) of at
 /// most [`MAX_FILE_BYTES`]; the opened file is checked again, and at most that many bytes are read.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, TrainError> {
+pub fn read_file(path: &Path) -> Result<Vec<u8>, TrainError> {
     let open_err = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => TrainError::bad_file(path, "no such file: check the path"),
         std::io::ErrorKind::PermissionDenied => {

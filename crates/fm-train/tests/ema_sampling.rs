@@ -63,7 +63,7 @@ fn model_with_distinct_ema() -> TrainedModel {
 fn options(use_ema: bool) -> SampleOptions {
     SampleOptions {
         n: 64,
-        solver: "euler".into(),
+        solver: fm_ode::SolverKind::Euler,
         steps: Some(50),
         seed: 3,
         use_ema,

@@ -165,7 +165,16 @@ fn python_loader_matches_rust_for_every_activation_with_ema_and_raw_weights() {
     if !python_available("python_loader_matches_rust_for_every_activation") {
         return;
     }
-    let names = ["selu", "silu", "elu", "relu", "tanh", "softplus", "gelu"];
+    let names = [
+        "selu",
+        "silu",
+        "elu",
+        "relu",
+        "tanh",
+        "softplus",
+        "gelu",
+        "gelu-tanh",
+    ];
     // Every activation the config accepts is named here (the alias `swish` is `silu`).
     assert_eq!(names.len(), Activation::ALL.len());
     for name in names {
@@ -222,6 +231,133 @@ fn a_minimal_config_loads_in_rust_and_python_alike() {
     let got = python_velocity(&path, &t, x.view(), false);
     let rel = max_rel_diff(&want, &got);
     assert!(rel <= REL_TOL, "minimal config: differ by {rel:e} relative");
+}
+
+/// The smallest config docs/interop.md shows (only the required fields, the architecture left
+/// out) loads, read from the page itself, with TorchCFM's default architecture.
+#[test]
+fn the_minimal_config_of_the_docs_loads_with_every_default() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/interop.md"),
+    )
+    .unwrap();
+    let start = doc
+        .find("The smallest config")
+        .expect("docs/interop.md shows the smallest config");
+    let block = &doc[start..];
+    let open = block.find("```json\n").unwrap() + "```json\n".len();
+    let close = open + block[open..].find("```").unwrap();
+    let config: serde_json::Value = serde_json::from_str(&block[open..close]).unwrap();
+    let keys: Vec<&str> = config
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert!(!keys.contains(&"architecture"), "{keys:?}");
+    // Weights of the default architecture (2-D, 3 × 64, raw t) from a short run.
+    let params = TrainParams::default().steps(2).batch(8).check().unwrap();
+    let m = Trainer::new(
+        Dataset::parse("gaussian", Some(2)).unwrap(),
+        Dataset::parse("moons", None).unwrap(),
+        MatcherSpec::parse("icfm", Some(0.1), None, None).unwrap(),
+        Objective::Flow,
+        ArchConfig::default(),
+        params,
+    )
+    .unwrap()
+    .run(&mut |_| {})
+    .unwrap()
+    .model;
+    let bytes = tensors::encode(
+        HashMap::from([(CONFIG_KEY.to_string(), config.to_string())]),
+        &m.to_file().weights,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("minimal.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let back = TrainedModel::load(&path).unwrap();
+    assert_eq!(back.config.architecture, ArchConfig::default());
+    assert_eq!(back.config.training, TrainParams::default());
+    assert_eq!(
+        back.config.source, "gaussian",
+        "the source defaults to N(0, I)"
+    );
+    assert!(!back.config.has_ema && back.config.loss_history.is_empty());
+    assert_eq!(back.mlp.params(), m.mlp.params());
+    // It samples like the model its weights came from (raw weights: the file has no EMA).
+    let opts = fm_train::SampleOptions {
+        n: 20,
+        use_ema: false,
+        ..Default::default()
+    };
+    assert_eq!(
+        fm_train::sample(&back, &opts).unwrap().1.x,
+        fm_train::sample(&m, &opts).unwrap().1.x
+    );
+    // One required field left out is refused, naming it.
+    for field in ["objective", "matcher", "format"] {
+        let mut c = config.clone();
+        c.as_object_mut().unwrap().remove(field);
+        let bytes = tensors::encode(
+            HashMap::from([(CONFIG_KEY.to_string(), c.to_string())]),
+            &m.to_file().weights,
+        )
+        .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let err = TrainedModel::load(&path).unwrap_err().to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}
+
+/// A format-version-1 file said `gelu` for the tanh approximation: it must keep computing that
+/// function on both sides, while a version-2 `gelu` is the exact GELU (a different field).
+#[test]
+fn a_version_1_gelu_file_keeps_the_tanh_gelu_on_both_sides() {
+    let m = train("gelu-tanh", "raw", 2);
+    let mut file = m.to_file();
+    file.config.format_version = 1;
+    file.config.architecture.activation = "gelu".into();
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("v1.safetensors");
+    file.save(&old).unwrap();
+    file.config.format_version = 2;
+    let new = dir.path().join("v2.safetensors");
+    file.save(&new).unwrap();
+    let back_old = TrainedModel::load(&old).unwrap();
+    let back_new = TrainedModel::load(&new).unwrap();
+    assert_eq!(back_old.config.architecture.activation, "gelu-tanh");
+    assert_eq!(
+        back_new
+            .config
+            .architecture
+            .mlp_config()
+            .unwrap()
+            .activation,
+        Activation::Gelu
+    );
+    let (t, x) = points(16, 2, 9);
+    let want = rust_velocity(&m, &t, x.view(), true);
+    assert_eq!(rust_velocity(&back_old, &t, x.view(), true), want);
+    let exact = rust_velocity(&back_new, &t, x.view(), true);
+    assert!(
+        max_rel_diff(&exact, &want) > 10.0 * REL_TOL,
+        "the exact and tanh GELU give nearly the same field; the check would not bite"
+    );
+    if !python_available("a_version_1_gelu_file_keeps_the_tanh_gelu_on_both_sides") {
+        return;
+    }
+    let rel_old = max_rel_diff(&want, &python_velocity(&old, &t, x.view(), false));
+    let rel_new = max_rel_diff(&exact, &python_velocity(&new, &t, x.view(), false));
+    assert!(
+        rel_old <= REL_TOL,
+        "version 1: differ by {rel_old:e} relative"
+    );
+    assert!(
+        rel_new <= REL_TOL,
+        "version 2: differ by {rel_new:e} relative"
+    );
 }
 
 #[test]
