@@ -255,7 +255,7 @@ fn continuous_context_end_to_end() {
     let (m, _) = mean_std(&ll);
     // The true conditional log-density averages −½ log(2π 0.2²) − ½ = 0.19 (measured when
     // written: 0.183); the marginal's would be far lower (log N(0, 1.2²) averages −1.6), and a
-    // missing −log σ of the z-scoring would shift it by log 1.2 ≈ 0.18.
+    // missing −log σ of the z-scoring would shift it by log 1.17 ≈ 0.16.
     eprintln!("mean log p(x | c) = {m:.3} (true conditional 0.19)");
     assert!((m - 0.19).abs() < 0.1, "mean log-likelihood {m}");
 }
