@@ -428,6 +428,13 @@ pub fn likelihood(
         return Err(unconditional(&a.model));
     }
     let d = model.config.architecture.dim;
+    if !model.config.source.starts_with("gaussian") {
+        bail!(input(format!(
+            "{}: likelihoods need a model trained from --source gaussian (this one's source is {})",
+            a.model.display(),
+            model.config.source
+        )));
+    }
     let Some(dpath) = crate::safety::spec_file(&a.data) else {
         bail!(input(format!(
             "likelihoods of a conditional model need --data to be a .csv/.npy file (x with its contexts), not the built-in `{}`",
