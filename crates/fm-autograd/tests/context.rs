@@ -27,7 +27,11 @@ fn draw(n: usize, w: usize, rng: &mut impl Rng) -> Array2<f64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(16))]
+    // 16 cases by default; PROPTEST_CASES overrides (with_cases would ignore it).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        ..ProptestConfig::default()
+    })]
 
     /// Fused path (loss, gradient, forward) equals the tape with a context, across chunks.
     #[test]

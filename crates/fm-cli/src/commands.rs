@@ -288,9 +288,30 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
         sps,
         out.final_loss
     );
+    let ctx = &cfg.context;
+    if !ctx.is_none() {
+        println!(
+            "conditional on {}{}",
+            match ctx.kind {
+                flow_matching::train::ContextKind::Labels => format!(
+                    "the labels {:?} (label dropout {})",
+                    ctx.labels, ctx.label_dropout
+                ),
+                _ => format!("contexts of {} values", ctx.width),
+            },
+            if ctx.x_scale.is_some() {
+                ", z-scored"
+            } else {
+                ""
+            }
+        );
+    }
     println!("model written to {}", a.out.display());
     let mut r = Report::new();
     r.insert("command".into(), json!("train"));
+    if !ctx.is_none() {
+        r.insert("context".into(), json!(ctx));
+    }
     r.insert("model".into(), json!(a.out.display().to_string()));
     r.insert("matcher".into(), json!(cfg.matcher.kind.name()));
     r.insert("sigma".into(), json!(cfg.matcher.sigma));

@@ -104,7 +104,9 @@ impl TrainedModel {
         Err(TrainError::param(
             "context",
             "missing",
-            format!("this model is conditional: give {how}"),
+            format!(
+                "this model is conditional: sample it with {how} (fm sample, fm likelihood, or fm_train::sample_conditional); this command has no context"
+            ),
         ))
     }
 
