@@ -34,6 +34,10 @@ pub struct RunIdentity {
     pub optimizer: String,
     /// EMA decay.
     pub ema: Option<f64>,
+    /// The context layout of a conditional run (with its z-score stats and labels, so a resume
+    /// with other context data is refused); absent for an unconditional run.
+    #[serde(default, skip_serializing_if = "crate::ContextLayout::is_none")]
+    pub context: crate::ContextLayout,
 }
 
 /// The JSON part of a checkpoint (the weights are tensors).

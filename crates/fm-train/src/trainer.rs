@@ -321,6 +321,11 @@ impl Trainer {
             seed: self.params.seed,
             optimizer: self.params.optimizer.name().into(),
             ema: self.params.ema,
+            context: self
+                .cond
+                .as_ref()
+                .map(|c| c.layout.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -715,5 +720,8 @@ fn describe_mismatch(old: &RunIdentity, new: &RunIdentity) -> String {
     cmp!(seed);
     cmp!(optimizer);
     cmp!(ema);
+    if old.context != new.context {
+        diffs.push("the context (its kind, width, labels or z-score stats) differs".into());
+    }
     diffs.join(", ")
 }

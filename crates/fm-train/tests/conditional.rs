@@ -492,6 +492,22 @@ fn conditional_training_is_deterministic_and_resumes_bit_identically() {
     assert!(first.interrupted);
     let resumed = run(make(2).checkpoint_path(&ck).resume(true)).model;
     assert_eq!(p(&resumed), p(&one));
+    // Resuming with other context data is refused by name.
+    let other = trainer(
+        x.clone(),
+        Context::Values(c.mapv(|v| v + 1.0)),
+        "otcfm",
+        30,
+        vec![16],
+        ConditionOptions::default(),
+        1,
+    );
+    let e = other
+        .checkpoint_path(&ck)
+        .resume(true)
+        .run(&mut |_| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("the context"), "{e}");
 }
 
 fn err_of<T>(r: Result<T, fm_train::TrainError>) -> String {
