@@ -392,6 +392,12 @@ pub fn sample(a: &SampleArgs, model: &TrainedModel, opts: &SampleOptions) -> Res
         return Err(missing_context(model, &a.model));
     }
     let ctx = query_context(model, &a.model, &a.ctx)?;
+    // The whole batch is integrated at once, the context riding in the state.
+    let arch = &model.config.architecture;
+    let k = model.config.context.input_width();
+    let stages = crate::budget::stages(&opts.solver);
+    crate::budget::integrate_need(opts.n, arch.dim + k, &arch.hidden, stages)
+        .check(&crate::budget::limit()?)?;
     let start = Instant::now();
     let (_, sol) = flow_matching::train::sample_conditional(model, opts, &ctx, a.ctx.guidance)?;
     let secs = start.elapsed().as_secs_f64();
