@@ -32,7 +32,13 @@ pub const DEFAULT_CONTEXT_BETA: f64 = 100.0;
 /// Salimans 2022, use 0.1–0.2).
 pub const DEFAULT_LABEL_DROPOUT: f64 = 0.1;
 
-/// What kind of context a model was trained with.
+/// What kind of context a model was trained with (stored in lowercase in model files).
+///
+/// ```
+/// use fm_train::ContextKind;
+/// assert_eq!(serde_json::to_string(&ContextKind::Labels).unwrap(), "\"labels\"");
+/// assert_eq!(ContextKind::default(), ContextKind::None);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ContextKind {
@@ -107,6 +113,11 @@ impl Standardizer {
 
     /// `Σ_j log std_j`, the log-determinant of [`Standardizer::invert`]: a density `p̃` of the
     /// standardized coordinates gives `log p(x) = log p̃(x̃) − Σ_j log std_j`.
+    ///
+    /// ```
+    /// let z = fm_train::Standardizer { mean: vec![0.0, 1.0], std: vec![2.0, 0.5] };
+    /// assert!(z.log_det().abs() < 1e-15); // log 2 + log ½
+    /// ```
     pub fn log_det(&self) -> f64 {
         self.std.iter().map(|s| s.ln()).sum()
     }
@@ -160,6 +171,14 @@ impl ContextLayout {
 
     /// The network input of contexts given by the user: z-scored continuous rows, or one-hot
     /// labels. One row is broadcast to `n` rows; otherwise there must be `n`.
+    ///
+    /// ```
+    /// use fm_train::{Context, ContextKind, ContextLayout};
+    /// let l = ContextLayout { kind: ContextKind::Labels, width: 1, labels: vec![-1, 5], ..Default::default() };
+    /// let enc = l.encode(&Context::Labels(vec![5]), 2).unwrap();
+    /// assert_eq!(enc, ndarray::array![[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]);
+    /// assert!(l.encode(&Context::Labels(vec![7]), 1).is_err()); // unseen label
+    /// ```
     pub fn encode(&self, context: &Context, n: usize) -> Result<Array2<f64>, TrainError> {
         let rows = context.len();
         if rows != 1 && rows != n {
@@ -248,6 +267,13 @@ impl ContextLayout {
     }
 
     /// The network input of "no label" (labels only): zeros with a one at the last entry.
+    ///
+    /// ```
+    /// use fm_train::{ContextKind, ContextLayout};
+    /// let l = ContextLayout { kind: ContextKind::Labels, width: 1, labels: vec![0, 1], ..Default::default() };
+    /// assert_eq!(l.null_row().unwrap().to_vec(), vec![0.0, 0.0, 1.0]);
+    /// assert!(ContextLayout::default().null_row().is_none());
+    /// ```
     pub fn null_row(&self) -> Option<Array1<f64>> {
         (self.kind == ContextKind::Labels).then(|| {
             let mut r = Array1::zeros(self.input_width());
@@ -646,6 +672,30 @@ impl LogDensity for ContextSource {
     }
 }
 
+/// A tiny label model for the examples below.
+///
+/// ```
+/// # fn label_model() -> fm_train::TrainedModel {
+/// use fm_train::{ArchConfig, ConditionOptions, Context, MatcherSpec, Objective, Trainer, TrainParams};
+/// let x = ndarray::Array2::from_shape_fn((40, 2), |(i, j)| (i % 2) as f64 * 3.0 + j as f64);
+/// let target = fm_data::Dataset::Points(fm_data::Points::new("x", x).unwrap());
+/// let source = fm_data::Dataset::parse("gaussian", Some(2)).unwrap();
+/// let params = TrainParams::default().steps(2).batch(8).check().unwrap();
+/// let m = MatcherSpec::parse("icfm", Some(0.1), None, None).unwrap();
+/// let labels = Context::Labels((0..40).map(|i| i % 2).collect());
+/// Trainer::new(source, target, m, Objective::Flow, ArchConfig { hidden: vec![8], ..Default::default() }, params)
+///     .unwrap().context(labels, ConditionOptions::default()).unwrap().run(&mut |_| {}).unwrap().model
+/// # }
+/// # let model = label_model();
+/// use fm_core::VectorField;
+/// assert!(model.is_conditional());
+/// let guided = model.conditional_field(true, Some(2.0)).unwrap();
+/// assert_eq!(guided.dim(), 2 + 3); // x, then one-hot over {0, 1} and "no label"
+/// let x = ndarray::array![[0.0, 1.0], [3.0, 4.0]];
+/// let (state, log_det) = model.conditional_inputs(x.view(), &fm_train::Context::Labels(vec![1])).unwrap();
+/// assert_eq!(state.dim(), (2, 5));
+/// assert!(log_det.is_finite()); // Σ log σ of the z-scoring of x
+/// ```
 impl TrainedModel {
     /// Whether the model was trained with a context.
     pub fn is_conditional(&self) -> bool {

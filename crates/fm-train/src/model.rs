@@ -120,6 +120,16 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// The `fm-autograd` configuration of the network: the architecture's, with the context
     /// width of [`ModelConfig::context`].
+    ///
+    /// ```
+    /// # let m = fm_train::Trainer::new(fm_data::Dataset::parse("gaussian", Some(2)).unwrap(),
+    /// #     fm_data::Dataset::parse("moons", None).unwrap(),
+    /// #     fm_train::MatcherSpec::parse("icfm", Some(0.1), None, None).unwrap(), fm_train::Objective::Flow,
+    /// #     fm_train::ArchConfig::default(), fm_train::TrainParams::default().steps(1).batch(4).check().unwrap())
+    /// #     .unwrap().run(&mut |_| {}).unwrap().model;
+    /// let cfg = m.config.mlp_config().unwrap();
+    /// assert_eq!((cfg.dim, cfg.context), (2, 0)); // an unconditional model
+    /// ```
     pub fn mlp_config(&self) -> Result<fm_autograd::MlpConfig, TrainError> {
         let mut cfg = self.architecture.mlp_config()?;
         cfg.context = self.context.input_width();

@@ -256,6 +256,19 @@ impl Trainer {
     }
 
     /// The context layout of a conditional trainer (`None` for an unconditional one).
+    ///
+    /// ```
+    /// use fm_train::{ArchConfig, ConditionOptions, Context, MatcherSpec, Objective, Trainer, TrainParams};
+    /// let x = ndarray::Array2::from_shape_fn((10, 1), |(i, _)| i as f64);
+    /// let target = fm_data::Dataset::Points(fm_data::Points::new("x", x.clone()).unwrap());
+    /// let source = fm_data::Dataset::parse("gaussian", Some(1)).unwrap();
+    /// let m = MatcherSpec::parse("icfm", Some(0.1), None, None).unwrap();
+    /// let t = Trainer::new(source, target, m, Objective::Flow, ArchConfig::default(), TrainParams::default().check().unwrap())
+    ///     .unwrap()
+    ///     .context(Context::Values(x), ConditionOptions::default())
+    ///     .unwrap();
+    /// assert_eq!(t.context_layout().unwrap().width, 1);
+    /// ```
     pub fn context_layout(&self) -> Option<&crate::ContextLayout> {
         self.cond.as_ref().map(|c| &c.layout)
     }
