@@ -663,4 +663,82 @@ fn bad_conditional_inputs_exit_2_naming_the_fix() {
         ),
         &["x has 2 columns", "--context-cols"],
     );
+    // A normalizing flow refuses context flags when sampled and in likelihoods.
+    ok(&tr(&[
+        "--model",
+        "coupling",
+        "--layers",
+        "2",
+        "--target",
+        "both.csv",
+        "--out",
+        "nf.safetensors",
+    ]));
+    bad(
+        &sm(&["--model", "nf.safetensors", "--context", "0.5"]),
+        &["--context", "normalizing flows are unconditional"],
+    );
+    bad(
+        &fm(
+            &[
+                "likelihood",
+                "--model",
+                "nf.safetensors",
+                "--data",
+                "both.csv",
+                "--label",
+                "1",
+            ],
+            d,
+        ),
+        &["--label", "normalizing flows are unconditional"],
+    );
+}
+
+/// `--no-zscore` stores no standardization; by default the stats are the data's.
+#[test]
+fn zscore_is_on_by_default_and_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    linear_files(d, 300);
+    let train = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--target",
+            "theta.csv",
+            "--context",
+            "ctx.csv",
+            "--steps",
+            "2",
+            "--batch",
+            "8",
+            "--hidden",
+            "4",
+            "--quiet",
+            "--json",
+            "--out",
+            "m.safetensors",
+            "--force",
+        ];
+        a.extend(extra);
+        let o = fm(&a, d);
+        ok(&o);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let last = out.lines().last().unwrap().to_string();
+        serde_json::from_str::<serde_json::Value>(&last).unwrap()["context"].clone()
+    };
+    let on = train(&[]);
+    let x: Vec<f64> = read_csv(&d.join("theta.csv"))
+        .iter()
+        .map(|r| r[0])
+        .collect();
+    let (m, s) = mean_std(&x);
+    assert!((on["x_scale"]["mean"][0].as_f64().unwrap() - m).abs() < 1e-12);
+    assert!((on["x_scale"]["std"][0].as_f64().unwrap() - s).abs() < 1e-12);
+    assert!(on["c_scale"].is_object());
+    let off = train(&["--no-zscore"]);
+    assert!(
+        off["x_scale"].is_null() && off["c_scale"].is_null(),
+        "{off}"
+    );
 }
