@@ -482,7 +482,8 @@ impl Conditioning {
 /// `v(t, x̃, c̃)`, the context columns stay fixed (velocity 0), so each row keeps its own context
 /// however a solver splits the batch. With guidance `w` (label models), the velocity is
 /// `v(x̃, ∅) + w (v(x̃, c̃) − v(x̃, ∅))`, computed as `(1 − w) v(x̃, ∅) + w v(x̃, c̃)`; `w = 1` is
-/// the conditional field itself.
+/// the conditional field itself and `w = 0` the unconditional one (each evaluated once, bit for
+/// bit the network at that input).
 ///
 /// The divergence is the exact one of the `x̃` block (the context block contributes nothing).
 ///
@@ -581,6 +582,16 @@ impl VectorField for ConditionalField {
         let (xs, cs) = self.split(&x);
         let tt = Array1::from_elem(n, t);
         out.slice_axis_mut(Axis(1), Slice::from(d..)).fill(0.0);
+        if self.guidance == 0.0 {
+            // The unconditional field itself.
+            let nulls = self.nulls(n);
+            let mut o = out.slice_axis_mut(Axis(1), Slice::from(..d));
+            match self.mlp.forward_ctx(tt.view(), xs, Some(nulls.view())) {
+                Ok(v) => o.assign(&v),
+                Err(_) => o.fill(f64::NAN),
+            }
+            return;
+        }
         let vc = match self.mlp.forward_ctx(tt.view(), xs, Some(cs)) {
             Ok(v) => v,
             Err(_) => {
@@ -610,6 +621,14 @@ impl VectorField for ConditionalField {
         let n = x.nrows();
         let (xs, cs) = self.split(&x);
         let tt = Array1::from_elem(n, t);
+        if self.guidance == 0.0 {
+            let nulls = self.nulls(n);
+            match self.mlp.divergence_ctx(tt.view(), xs, Some(nulls.view())) {
+                Ok(v) => out.assign(&v),
+                Err(_) => out.fill(f64::NAN),
+            }
+            return;
+        }
         let dc = match self.mlp.divergence_ctx(tt.view(), xs, Some(cs)) {
             Ok(v) => v,
             Err(_) => {
