@@ -220,6 +220,9 @@ pub struct TrainArgs {
     /// $FM_PROGRESS_EVERY, else 10; 0 prints every step).
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub progress_every: Option<f64>,
+    /// Conditional training (p(x | c)).
+    #[command(flatten)]
+    pub cond: crate::conditional::TrainContextArgs,
 }
 
 /// ODE solver settings shared by sample, eval and likelihood.
@@ -283,6 +286,9 @@ pub struct SampleArgs {
     /// Worker threads, default: the available cores (results are bit-identical for any number).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<i64>,
+    /// The context of a conditional model.
+    #[command(flatten)]
+    pub ctx: crate::conditional::QueryContextArgs,
 }
 
 /// `fm eval`.
@@ -372,6 +378,12 @@ pub struct LikelihoodArgs {
     /// Worker threads, default: the available cores (results are bit-identical for any number).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<i64>,
+    /// The context of a conditional model.
+    #[command(flatten)]
+    pub ctx: crate::conditional::QueryContextArgs,
+    /// Context columns of --data.
+    #[command(flatten)]
+    pub cols: crate::conditional::DataColumnsArgs,
 }
 
 /// `fm plot`.

@@ -160,8 +160,18 @@ fn train_setup(a: &TrainArgs, checkpoint: Option<PathBuf>) -> Result<TrainSetup>
         activation: a.activation.clone(),
         time_features: a.time_features.clone(),
     };
-    let (source, target) = datasets_pair(&a.source, &a.target)?;
-    let mut trainer = Trainer::new(source, target, matcher, objective, arch, params)?;
+    let mut trainer = match crate::conditional::train_data(&a.target, &a.cond)? {
+        Some((target, context, opts)) => {
+            let source = Dataset::parse(&a.source, Some(target.dim()))
+                .with_context(|| format!("--source {}", a.source))?;
+            Trainer::new(source, target, matcher, objective, arch, params)?
+                .context(context, opts)?
+        }
+        None => {
+            let (source, target) = datasets_pair(&a.source, &a.target)?;
+            Trainer::new(source, target, matcher, objective, arch, params)?
+        }
+    };
     let matrices = match trainer.matcher().spec().coupling {
         flow_matching::train::CouplingKind::Independent => 0.0,
         flow_matching::train::CouplingKind::Exact
@@ -221,7 +231,11 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
         ),
     ];
     check_outputs(
-        &[("--source", src.as_deref()), ("--target", tgt.as_deref())],
+        &[
+            ("--source", src.as_deref()),
+            ("--target", tgt.as_deref()),
+            ("--context", a.cond.context.as_deref()),
+        ],
         &outs,
     )?;
     let stop = crate::interrupt::install(&[&a.out, &stop_checkpoint])?;
@@ -259,9 +273,30 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
         sps,
         out.final_loss
     );
+    let ctx = &cfg.context;
+    if !ctx.is_none() {
+        println!(
+            "conditional on {}{}",
+            match ctx.kind {
+                flow_matching::train::ContextKind::Labels => format!(
+                    "the labels {:?} (label dropout {})",
+                    ctx.labels, ctx.label_dropout
+                ),
+                _ => format!("contexts of {} values", ctx.width),
+            },
+            if ctx.x_scale.is_some() {
+                ", z-scored"
+            } else {
+                ""
+            }
+        );
+    }
     println!("model written to {}", a.out.display());
     let mut r = Report::new();
     r.insert("command".into(), json!("train"));
+    if !ctx.is_none() {
+        r.insert("context".into(), json!(ctx));
+    }
     r.insert("model".into(), json!(a.out.display().to_string()));
     r.insert("matcher".into(), json!(cfg.matcher.kind.name()));
     r.insert("sigma".into(), json!(cfg.matcher.sigma));
@@ -436,6 +471,7 @@ fn sample(a: SampleArgs) -> Result<Report> {
             ("--model", Some(&a.model)),
             ("--x0", a.start.x0.as_deref()),
             ("--source", src.as_deref()),
+            ("--context-file", a.ctx.context_file.as_deref()),
         ],
         &outs,
     )?;
@@ -456,12 +492,22 @@ fn sample(a: SampleArgs) -> Result<Report> {
         return crate::flows::sample(&a, &flow, n);
     }
     let mut model = load_model(&a.model)?;
+    if model.is_conditional() && (a.start.x0.is_some() || a.start.source.is_some()) {
+        bail!(input(format!(
+            "{}: is a conditional model: --x0 and --source are not supported with contexts yet; sample with --context/--context-file/--label from its N(0, I) source",
+            a.model.display()
+        )));
+    }
     if let Some(x0) = &a.start.x0 {
         return crate::verbs::sample_from(&a, x0, &model);
     }
     crate::verbs::use_source(&mut model, &a.model, a.start.source.as_deref(), true)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
+    if model.is_conditional() || a.ctx.any() {
+        return crate::conditional::sample(&a, &model, &opts)
+            .map_err(|e| integration_failure(e, opts.solver.name(), Some(opts.max_steps)));
+    }
     let chunk = sample_budget(&model, &opts)?;
     let start = Instant::now();
     let stats = if let Some(t) = &a.trajectory {
@@ -672,12 +718,42 @@ fn eval(a: EvalArgs) -> Result<Report> {
     Ok(r)
 }
 
+/// The likelihood options of `fm likelihood`'s flags.
+fn likelihood_options(a: &LikelihoodArgs) -> Result<metrics::LikelihoodOptions> {
+    let divergence = match a.hutchinson {
+        Some(k) => metrics::Divergence::Hutchinson {
+            probes: count("hutchinson", k, 10_000)?,
+            kind: metrics::ProbeKind::Rademacher,
+        },
+        None => metrics::Divergence::Exact,
+    };
+    let steps = a.steps.map(|k| count("steps", k, 10_000_000)).transpose()?;
+    check_solver(&a.solver)?;
+    let solver = flow_matching::ode::solver_by_name(&a.solver)?;
+    let adaptive = solver.is_adaptive();
+    Ok(metrics::LikelihoodOptions {
+        solver: a.solver.clone(),
+        steps: if adaptive {
+            steps
+        } else {
+            Some(steps.unwrap_or(100))
+        },
+        rtol: a.rtol.unwrap_or(1e-5),
+        atol: a.atol.unwrap_or(1e-5),
+        divergence,
+    })
+}
+
 fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     if let Some(o) = &a.out {
         check_points_out(o, "out")?;
         let data = spec_file(&a.data);
         check_outputs(
-            &[("--model", Some(&a.model)), ("--data", data.as_deref())],
+            &[
+                ("--model", Some(&a.model)),
+                ("--data", data.as_deref()),
+                ("--context-file", a.ctx.context_file.as_deref()),
+            ],
             &[output("--out", o, Kind::Points)],
         )?;
     }
@@ -686,6 +762,13 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     }
     let model = load_model(&a.model)?;
     let dim = model.config.architecture.dim;
+    if model.is_conditional()
+        || a.ctx.any()
+        || a.cols.context_cols.is_some()
+        || a.cols.label_col.is_some()
+    {
+        return crate::conditional::likelihood(&a, &model, &likelihood_options(&a)?);
+    }
     if !model.config.source.starts_with("gaussian") {
         bail!(input(format!(
             "{}: likelihoods need a model trained from --source gaussian (this one's source is {})",
@@ -721,28 +804,7 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
         _ => (ds.sample(n, &mut rng)?, None),
     };
     let subsampled = rows_in_file.is_some_and(|r| r > x.nrows());
-    let divergence = match a.hutchinson {
-        Some(k) => metrics::Divergence::Hutchinson {
-            probes: count("hutchinson", k, 10_000)?,
-            kind: metrics::ProbeKind::Rademacher,
-        },
-        None => metrics::Divergence::Exact,
-    };
-    let steps = a.steps.map(|k| count("steps", k, 10_000_000)).transpose()?;
-    check_solver(&a.solver)?;
-    let solver = flow_matching::ode::solver_by_name(&a.solver)?;
-    let adaptive = solver.is_adaptive();
-    let opts = metrics::LikelihoodOptions {
-        solver: a.solver.clone(),
-        steps: if adaptive {
-            steps
-        } else {
-            Some(steps.unwrap_or(100))
-        },
-        rtol: a.rtol.unwrap_or(1e-5),
-        atol: a.atol.unwrap_or(1e-5),
-        divergence,
-    };
+    let opts = likelihood_options(&a)?;
     let field = model.field(!a.no_ema)?;
     let start = Instant::now();
     let ll = metrics::log_likelihood(field.as_ref(), x.view(), &opts, &mut rng)

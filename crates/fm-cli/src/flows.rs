@@ -89,6 +89,13 @@ const FM_ONLY: &[&str] = &[
     "time_features",
     "ema",
     "threads",
+    // Conditional training (crate::conditional::TRAIN_CONTEXT_FLAGS).
+    "context",
+    "context_cols",
+    "label_col",
+    "label_dropout",
+    "context_beta",
+    "no_zscore",
 ];
 
 /// Refuses the first of `ids` given on the command line: it does not apply to `what`.
@@ -658,6 +665,11 @@ pub fn sample(a: &SampleArgs, flow: &Flow, n: usize) -> Result<Report> {
         refuse(SOLVER_FLAGS, &what, " (it samples by its own inverse)")?;
     }
     refuse(&["trajectory"], &what, " (it has no trajectory to record)")?;
+    refuse(
+        crate::conditional::QUERY_CONTEXT_FLAGS,
+        &what,
+        " (normalizing flows are unconditional)",
+    )?;
     let mut rng = flow_matching::core::rng::seeded(a.seed);
     let start = Instant::now();
     let x = flow.sample(n, &mut rng)?;
@@ -721,6 +733,11 @@ pub fn likelihood(a: &LikelihoodArgs, flow: &Flow) -> Result<Report> {
             " (its log-density is computed exactly by the model)",
         )?;
     }
+    refuse(
+        crate::conditional::QUERY_CONTEXT_FLAGS,
+        &what,
+        " (normalizing flows are unconditional)",
+    )?;
     let dim = flow.dim();
     let ds = Dataset::parse(&a.data, Some(dim)).with_context(|| format!("--data {}", a.data))?;
     safety::check_dataset("--data", &a.data, &ds)?;

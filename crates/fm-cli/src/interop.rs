@@ -207,6 +207,13 @@ fn export(a: ExportArgs) -> Result<crate::commands::Report> {
             a.model.display()
         )));
     }
+    if model.is_conditional() {
+        bail!(input(format!(
+            "{}: a conditional model takes a context c next to [x, t], TorchCFM's MLP takes [x, t] only; \
+             export an unconditional model (trained without --context/--context-cols/--label-col)",
+            a.model.display()
+        )));
+    }
     let arch = &cfg.architecture;
     if arch.time_features != "raw" {
         bail!(input(format!(
@@ -487,6 +494,7 @@ fn import(a: ImportArgs) -> Result<crate::commands::Report> {
             steps_done: export.as_ref().map_or(0, |e| e.steps_done),
             loss_history: Vec::new(),
             has_ema: false,
+            context: Default::default(),
         },
         weights,
         ema: None,

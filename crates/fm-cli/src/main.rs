@@ -13,6 +13,7 @@
 mod args;
 mod budget;
 mod commands;
+mod conditional;
 mod density;
 mod flows;
 mod interop;

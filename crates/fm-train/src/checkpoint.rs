@@ -41,6 +41,10 @@ pub struct RunIdentity {
     /// built-in MLP (which `architecture` describes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkIdentity>,
+    /// The context layout of a conditional run (with its z-score stats and labels, so a resume
+    /// with other context data is refused); absent for an unconditional run.
+    #[serde(default, skip_serializing_if = "crate::ContextLayout::is_none")]
+    pub context: crate::ContextLayout,
 }
 
 /// What a checkpoint records of a [`TrainableField`](crate::TrainableField) network: resuming

@@ -48,6 +48,7 @@ impl ArchConfig {
             hidden: self.hidden.clone(),
             activation,
             time_features,
+            context: 0,
         };
         cfg.check()?;
         Ok(cfg)

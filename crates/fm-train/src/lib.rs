@@ -10,6 +10,9 @@
 //! * [`MlpField`] / [`ScoreField`]: a trained network as a vector field for the ODE solvers.
 //! * [`TrainableField`]: the trait another network implements to be trained by the same loop
 //!   ([`Trainer::run_with`]); [`NetworkField`] and [`TrainedNet`] make it a field and a file.
+//! * Conditioning `p(x | c)`: [`Trainer::context`] with a [`Context`] (continuous vectors or
+//!   class labels) and [`ConditionOptions`]; the [`ContextLayout`] in the model file;
+//!   [`sample_conditional`] and the [`ConditionalField`] with classifier-free guidance.
 //!
 //! The loss is TorchCFM's: `mean over the batch and the d coordinates of (v_θ(t, x_t) − u_t)²`,
 //! i.e. the papers' `E ‖v_θ − u_t‖²` (Lipman et al. 2022, eq. 9; Tong et al. 2023, eq. 14)
@@ -39,6 +42,7 @@
 
 mod atomic;
 mod checkpoint;
+mod conditional;
 mod error;
 mod field;
 mod matcher;
@@ -55,6 +59,10 @@ mod trainer;
 pub use atomic::write_atomic;
 pub use checkpoint::{
     CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, Checkpoint, NetworkIdentity, RunIdentity,
+};
+pub use conditional::{
+    ConditionOptions, ConditionalField, Context, ContextKind, ContextLayout, ContextSource,
+    DEFAULT_CONTEXT_BETA, DEFAULT_LABEL_DROPOUT, Standardizer, sample_conditional,
 };
 pub use error::TrainError;
 pub use field::{MlpField, SCORE_ALPHA_FLOOR, SCORE_T_MAX, ScoreField};

@@ -156,9 +156,10 @@ impl TrainableField for Mlp {
     }
     fn loss_and_grad(&mut self, batch: &Batch, grads: &mut [f32]) -> Result<f64, TrainError> {
         let mut g = Grads::zeros(self);
-        let loss = match self.loss_and_grad_into(
+        let loss = match self.loss_and_grad_into_ctx(
             batch.t.view(),
             batch.x_t.view(),
+            batch.c.as_ref().map(|c| c.view()),
             batch.target.view(),
             &mut g,
         ) {
