@@ -8,9 +8,13 @@
 //! * `cargo xtask reproduce --task mixture6d [--full | --steps N] [--seeds N] [--out FILE]`: I-CFM
 //!   on a 6-D Gaussian mixture beside TorchCFM's measured figure (issue 20), into
 //!   `docs/results-6d.md`.
+//! * `cargo xtask reproduce --task nflows [--quick] [--steps N] [--only T,T] [--fm PATH]`:
+//!   normalizing flows beside flow matching (issue 16), into `docs/results.md` and
+//!   `docs/nflows-densities.png`; `cargo xtask bench-nflows`: their training steps against zuko.
 
 mod bench;
 mod mixture6d;
+mod nflows;
 mod plot;
 mod reproduce;
 
@@ -27,6 +31,12 @@ tasks:
   reproduce --task mixture6d [--full | --steps N] [--seeds N] [--out FILE]
                                             I-CFM on a 6-D mixture beside TorchCFM (default
                                             1,000 steps; --full: 20,000) into docs/results-6d.md
+  reproduce --task nflows [--quick] [--steps N] [--only T,T] [--fm PATH] [--out FILE]
+                                            normalizing flows beside flow matching (default
+                                            1,000 steps; --quick: 60) into docs/results.md
+  bench-nflows [--steps N] [--fm PATH] [--python PATH] [--out FILE]
+                                            our coupling / CNF-MLE training steps against
+                                            zuko's, into docs/benchmarks.md
   help                                      this text";
 
 fn main() -> Result<()> {
@@ -42,6 +52,7 @@ fn main() -> Result<()> {
         }
         "bench" => bench::run(rest),
         "reproduce" => reproduce::run(rest),
+        "bench-nflows" => nflows::bench(rest),
         other => bail!("unknown xtask `{other}`; run `cargo xtask help`"),
     }
 }

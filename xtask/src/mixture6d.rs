@@ -575,14 +575,14 @@ fn cholesky(c: &[[f64; D]; D]) -> Result<[[f64; D]; D]> {
 }
 
 /// The mixture with its Cholesky factors.
-struct Mixture {
+pub(crate) struct Mixture {
     chol: [[[f64; D]; D]; K],
     /// log w_k − ½ log det C_k − (D/2) log 2π.
     log_norm: [f64; K],
 }
 
 impl Mixture {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         let mut chol = [[[0.0; D]; D]; K];
         let mut log_norm = [0.0; K];
         for k in 0..K {
@@ -595,7 +595,7 @@ impl Mixture {
     }
 
     /// `n` rows drawn with the generator seeded by `seed`.
-    fn draw(&self, n: usize, seed: u64) -> Vec<[f64; D]> {
+    pub(crate) fn draw(&self, n: usize, seed: u64) -> Vec<[f64; D]> {
         let mut rng = SplitMix64(seed);
         (0..n)
             .map(|_| {
@@ -633,7 +633,7 @@ impl Mixture {
 
     /// Fraction of rows per component of highest responsibility, and the mean true
     /// log-density of the rows.
-    fn stats(&self, rows: &[[f64; D]]) -> ([f64; K], f64) {
+    pub(crate) fn stats(&self, rows: &[[f64; D]]) -> ([f64; K], f64) {
         let mut counts = [0usize; K];
         let mut ll = 0.0;
         for x in rows {
@@ -652,7 +652,7 @@ impl Mixture {
     }
 }
 
-fn write_csv(path: &Path, rows: &[[f64; D]]) -> Result<()> {
+pub(crate) fn write_csv(path: &Path, rows: &[[f64; D]]) -> Result<()> {
     let mut s = String::with_capacity(rows.len() * D * 20);
     for r in rows {
         let line: Vec<String> = r.iter().map(|v| format!("{v:?}")).collect();
