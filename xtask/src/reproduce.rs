@@ -4,6 +4,10 @@
 //! table measures exactly what a user of the binary gets.
 
 use crate::{flag_value, machine, root, run_cmd, write_atomic};
+
+/// The markers around the section of `docs/results.md` this task writes.
+const BEGIN: &str = "<!-- cargo xtask reproduce (Table 2, fm vs score): begin (generated; edits here are overwritten) -->";
+const END: &str = "<!-- cargo xtask reproduce (Table 2, fm vs score): end -->";
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -204,8 +208,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let total = started.elapsed().as_secs_f64();
 
     let mut doc = format!(
-        "# Reproduced results\n\n\
-         Made by `{command}` in {:.0} s on {} (all runs single-threaded, `--jobs {}` at a time).\n\
+        "Made by `{command}` in {:.0} s on {} (all runs single-threaded, `--jobs {}` at a time).\n\
          Regenerate with the same command; `--quick` gives a smoke-test version in a few minutes.\n\n",
         total,
         machine(),
@@ -213,7 +216,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     );
     doc.push_str(&table);
     doc.push_str(&fvs_text);
-    write_atomic(&out_path, &doc)?;
+    // Only the generated section is replaced: the other tasks' sections and the notes written
+    // by hand in the same file stay.
+    let old = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let old = if old.is_empty() {
+        "# Reproduced results\n\n".to_string()
+    } else {
+        old
+    };
+    write_atomic(&out_path, &crate::nflows::splice(&old, BEGIN, END, &doc))?;
     println!("{doc}");
     println!("wrote {}", out_path.display());
     if let Some(png) = fvs_png {
