@@ -6,7 +6,8 @@
 //!   backward on plain arrays); `coupling_step_b256/tape`: the same loss and gradient by the
 //!   `fm-autograd` tape (the path before the fused one), in the same run as the baseline.
 //!   8 layers, conditioners 64, 64, SiLU, ActNorm.
-//! * `cnf_step_b256`: [`CnfMle`] with hidden 64, 64, tanh, RK4 with 8 steps, exact divergence.
+//! * `cnf_step_b256/fused`, `cnf_step_b256/tape`: [`CnfMle`] with hidden 64, 64, tanh, RK4
+//!   with 8 steps, exact divergence; the hand-written pass through the solve and the tape.
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench -p fm-nf --bench step -- --warm-up-time 1 --measurement-time 3`
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -67,9 +68,14 @@ fn cnf(c: &mut Criterion) {
         ..Default::default()
     };
     let flow = CnfMle::new(cfg, &mut rng).unwrap();
-    c.bench_function("cnf_step_b256", |b| {
+    let mut group = c.benchmark_group("cnf_step_b256");
+    group.bench_function("fused", |b| {
         b.iter(|| black_box(flow.nll_and_grad(x.view(), &mut rng).unwrap()))
     });
+    group.bench_function("tape", |b| {
+        b.iter(|| black_box(flow.nll_and_grad_tape(x.view(), &mut rng).unwrap()))
+    });
+    group.finish();
 }
 
 criterion_group!(benches, coupling, cnf);

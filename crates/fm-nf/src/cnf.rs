@@ -9,6 +9,7 @@ use fm_ode::{
     AugmentedField, ButcherTableau, Dopri5, ExplicitRk, Integrator, augmented_state,
     split_augmented,
 };
+use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal as Gauss;
@@ -657,6 +658,35 @@ impl MaxLikelihood for CnfMle {
     /// drawn from `rng` (unused with the exact divergence).
     fn nll_and_grad(&self, x: ArrayView2<f64>, rng: &mut dyn RngCore) -> Result<(f64, Vec<f64>)> {
         self.check_x("training batch", x)?;
+        if self.config.trace == TraceEstimator::Exact {
+            return Ok(self.nll_and_grad_fused(x));
+        }
+        self.nll_and_grad_tape(x, rng)
+    }
+}
+
+impl CnfMle {
+    /// The training loss and gradient by the `fm-autograd` tape: the path of
+    /// [`MaxLikelihood::nll_and_grad`] with Hutchinson's estimator, and with the exact
+    /// divergence the reference the tests compare the fused pass with (and the baseline of the
+    /// `step` bench).
+    ///
+    /// ```
+    /// use fm_nf::{CnfConfig, CnfMle, MaxLikelihood};
+    /// let mut rng = fm_core::rng::seeded(0);
+    /// let cnf = CnfMle::new(CnfConfig { hidden: vec![8], train_steps: 2, ..Default::default() }, &mut rng).unwrap();
+    /// let x = ndarray::array![[0.3, -1.2], [1.0, 0.5]];
+    /// let (a, ga) = cnf.nll_and_grad_tape(x.view(), &mut rng).unwrap();
+    /// let (b, gb) = cnf.nll_and_grad(x.view(), &mut rng).unwrap();
+    /// assert!((a - b).abs() < 1e-12);
+    /// assert!(ga.iter().zip(&gb).all(|(u, v)| (u - v).abs() < 1e-12));
+    /// ```
+    pub fn nll_and_grad_tape(
+        &self,
+        x: ArrayView2<f64>,
+        rng: &mut dyn RngCore,
+    ) -> Result<(f64, Vec<f64>)> {
+        self.check_x("training batch", x)?;
         let mut g = Graph::new();
         let p = self.layout.leaves(&mut g, &self.params);
         let xv = g.leaf(x.to_owned());
@@ -680,4 +710,247 @@ impl LogDensity for CnfMle {
         self.log_density(x)
             .map_err(|e| e.into_core("cnf evaluation", x.dim()))
     }
+}
+
+/// What the fused training pass keeps of one field evaluation for its backward pass.
+struct FieldTape {
+    /// Every layer's input: `[x, t]`, then each hidden layer's output `f(z_l)`.
+    hs: Vec<Array2<f64>>,
+    /// `f'(z_l)` per hidden layer.
+    ds: Vec<Array2<f64>>,
+    /// `f''(z_l)` per hidden layer.
+    dds: Vec<Array2<f64>>,
+    /// Per input direction `j < d` and hidden layer: the tangent's pre-activation `a_l`
+    /// (`a_0 = W_0[j, ·]`, `a_l = τ_{l−1} W_l`) and `τ_l = f'(z_l) ⊙ a_l`.
+    tangents: Vec<Vec<(Array2<f64>, Array2<f64>)>>,
+}
+
+impl CnfMle {
+    /// `v(t, x)` and its exact divergence per row by the `d` forward-mode tangents
+    /// `e_j`, with everything the backward pass needs.
+    fn field_fused(&self, t: f64, x: &Array2<f64>) -> (Array2<f64>, Array1<f64>, FieldTape) {
+        let (n, d) = x.dim();
+        let act = self.net.activation;
+        let layers = &self.net.layers;
+        let nh = layers.len() - 1;
+        let w = |l: usize| self.layout.view(&self.params, layers[l].0);
+        let mut h0 = Array2::from_elem((n, d + 1), t);
+        h0.slice_axis_mut(Axis(1), (0..d).into()).assign(x);
+        let mut hs = vec![h0];
+        let (mut ds, mut dds) = (Vec::with_capacity(nh), Vec::with_capacity(nh));
+        let mut v = Array2::zeros((0, 0));
+        for (l, &(_, bi)) in layers.iter().enumerate() {
+            let wl = w(l);
+            let mut z = Array2::zeros((n, wl.ncols()));
+            z.assign(&self.layout.view(&self.params, bi).row(0));
+            general_mat_mul(1.0, &hs[l], &wl, 1.0, &mut z);
+            if l < nh {
+                let mut dz = Array2::zeros(z.raw_dim());
+                let mut ddz = Array2::zeros(z.raw_dim());
+                Zip::from(&mut z)
+                    .and(&mut dz)
+                    .and(&mut ddz)
+                    .for_each(|z, dz, ddz| {
+                        *ddz = act.second_derivative(*z);
+                        (*z, *dz) = act.eval(*z);
+                    });
+                hs.push(z);
+                ds.push(dz);
+                dds.push(ddz);
+            } else {
+                v = z;
+            }
+        }
+        let wlast = w(nh);
+        let mut div = Array1::zeros(n);
+        let mut tangents = Vec::with_capacity(d);
+        for j in 0..d {
+            let mut tj: Vec<(Array2<f64>, Array2<f64>)> = Vec::with_capacity(nh);
+            for l in 0..nh {
+                let a = if l == 0 {
+                    w(0).row(j)
+                        .broadcast((n, ds[0].ncols()))
+                        .expect("one row")
+                        .to_owned()
+                } else {
+                    let mut a = Array2::zeros(ds[l].raw_dim());
+                    general_mat_mul(1.0, &tj[l - 1].1, &w(l), 0.0, &mut a);
+                    a
+                };
+                let tau = &a * &ds[l];
+                tj.push((a, tau));
+            }
+            general_mat_vec_mul(1.0, &tj[nh - 1].1, &wlast.column(j), 1.0, &mut div);
+            tangents.push(tj);
+        }
+        (
+            v,
+            div,
+            FieldTape {
+                hs,
+                ds,
+                dds,
+                tangents,
+            },
+        )
+    }
+
+    /// The backward pass of [`CnfMle::field_fused`] for the cotangents `gv` of `v` and `gdiv`
+    /// (the same for every row) of the divergence: adds the parameter gradient into `grad`,
+    /// returns the cotangent of `x`.
+    fn field_fused_backward(
+        &self,
+        tape: &FieldTape,
+        gv: &Array2<f64>,
+        gdiv: f64,
+        grad: &mut [f64],
+    ) -> Array2<f64> {
+        let d = self.config.dim;
+        let layers = &self.net.layers;
+        let nh = layers.len() - 1;
+        let specs = &self.layout.specs;
+        let w = |l: usize| self.layout.view(&self.params, layers[l].0);
+        // Output layer.
+        let (wi, bi) = layers[nh];
+        let wlast = w(nh);
+        {
+            let mut g = spec_mut(&specs[wi], grad);
+            general_mat_mul(1.0, &tape.hs[nh].t(), gv, 1.0, &mut g);
+            // div = Σ_j τ_j · W_last[·, j]: ∂W_last[·, j] += gdiv Σ_i τ_j[i, ·].
+            for (j, tj) in tape.tangents.iter().enumerate() {
+                let mut col = g.column_mut(j);
+                col.scaled_add(gdiv, &tj[nh - 1].1.sum_axis(Axis(0)));
+            }
+        }
+        spec_mut(&specs[bi], grad)
+            .row_mut(0)
+            .zip_mut_with(&gv.sum_axis(Axis(0)), |a, &v| *a += v);
+        // The tangents backwards: cotangents of f'(z_l) into `gd`.
+        let mut gd: Vec<Array2<f64>> = tape.ds.iter().map(|a| Array2::zeros(a.raw_dim())).collect();
+        for (j, tj) in tape.tangents.iter().enumerate() {
+            let mut gtau =
+                Array2::from_shape_fn(tape.ds[nh - 1].raw_dim(), |(_, k)| gdiv * wlast[[k, j]]);
+            for l in (0..nh).rev() {
+                let (a, _) = &tj[l];
+                Zip::from(&mut gd[l])
+                    .and(&gtau)
+                    .and(a)
+                    .for_each(|g, &gt, &a| {
+                        *g = gt.mul_add(a, *g);
+                    });
+                let ga = &gtau * &tape.ds[l];
+                if l > 0 {
+                    let mut g = spec_mut(&specs[layers[l].0], grad);
+                    general_mat_mul(1.0, &tj[l - 1].1.t(), &ga, 1.0, &mut g);
+                    let mut next = Array2::zeros(tj[l - 1].1.raw_dim());
+                    general_mat_mul(1.0, &ga, &w(l).t(), 0.0, &mut next);
+                    gtau = next;
+                } else {
+                    let mut g = spec_mut(&specs[layers[0].0], grad);
+                    g.row_mut(j)
+                        .zip_mut_with(&ga.sum_axis(Axis(0)), |a, &v| *a += v);
+                }
+            }
+        }
+        // The value chain.
+        let mut gh = Array2::zeros(tape.hs[nh].raw_dim());
+        general_mat_mul(1.0, gv, &wlast.t(), 0.0, &mut gh);
+        for l in (0..nh).rev() {
+            let (wi, bi) = layers[l];
+            let mut gz = gh;
+            Zip::from(&mut gz)
+                .and(&tape.ds[l])
+                .and(&gd[l])
+                .and(&tape.dds[l])
+                .for_each(|g, &d1, &gd, &d2| *g = (*g * d1) + gd * d2);
+            general_mat_mul(
+                1.0,
+                &tape.hs[l].t(),
+                &gz,
+                1.0,
+                &mut spec_mut(&specs[wi], grad),
+            );
+            spec_mut(&specs[bi], grad)
+                .row_mut(0)
+                .zip_mut_with(&gz.sum_axis(Axis(0)), |a, &v| *a += v);
+            gh = Array2::zeros(tape.hs[l].raw_dim());
+            general_mat_mul(1.0, &gz, &w(l).t(), 0.0, &mut gh);
+        }
+        gh.slice_axis(Axis(1), (0..d).into()).to_owned()
+    }
+
+    /// The training loss and gradient with the exact divergence by a hand-written forward and
+    /// backward pass through the fixed-step solve (no tape); the same function as the tape's
+    /// (the tests compare them).
+    fn nll_and_grad_fused(&self, x: ArrayView2<f64>) -> (f64, Vec<f64>) {
+        let (n, d) = x.dim();
+        let nf = n as f64;
+        let tab = &self.tableau;
+        let steps = self.config.train_steps;
+        let (t0, t1) = (1.0, 0.0);
+        let h = (t1 - t0) / steps as f64;
+        let stages = tab.stages();
+        let mut xc = x.to_owned();
+        let mut acc_sum = 0.0;
+        let mut tapes: Vec<Vec<FieldTape>> = Vec::with_capacity(steps);
+        for s in 0..steps {
+            let t = t0 + s as f64 * h;
+            let mut ks: Vec<Array2<f64>> = Vec::with_capacity(stages);
+            let mut st = Vec::with_capacity(stages);
+            let mut dx = Array2::<f64>::zeros((n, d));
+            for i in 0..stages {
+                let mut xi = xc.clone();
+                for (j, kj) in ks.iter().enumerate() {
+                    let a = tab.a(i, j);
+                    if a != 0.0 {
+                        xi.scaled_add(h * a, kj);
+                    }
+                }
+                let (k, div, tape) = self.field_fused(t + tab.c()[i] * h, &xi);
+                let b = tab.b()[i];
+                if b != 0.0 {
+                    dx.scaled_add(h * b, &k);
+                    acc_sum += h * b * div.sum();
+                }
+                ks.push(k);
+                st.push(tape);
+            }
+            xc += &dx;
+            tapes.push(st);
+        }
+        let sq: f64 = xc.iter().map(|v| v * v).sum();
+        let loss =
+            0.5 * sq / nf + 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln() - acc_sum / nf;
+        let mut grad = vec![0.0; self.layout.total];
+        let mut gx = xc.mapv(|v| v / nf);
+        let gacc = -1.0 / nf;
+        for st in tapes.iter().rev() {
+            let mut gk: Vec<Array2<f64>> = (0..stages)
+                .map(|i| gx.mapv(|v| v * h * tab.b()[i]))
+                .collect();
+            let mut total = gx.clone();
+            for i in (0..stages).rev() {
+                let gxi =
+                    self.field_fused_backward(&st[i], &gk[i], gacc * h * tab.b()[i], &mut grad);
+                for (j, gkj) in gk.iter_mut().enumerate().take(i) {
+                    let a = tab.a(i, j);
+                    if a != 0.0 {
+                        gkj.scaled_add(h * a, &gxi);
+                    }
+                }
+                total += &gxi;
+            }
+            gx = total;
+        }
+        (loss, grad)
+    }
+}
+
+/// A mutable `(rows, cols)` view of tensor `spec` in a flat vector.
+fn spec_mut<'a>(spec: &ParamSpec, flat: &'a mut [f64]) -> ArrayViewMut2<'a, f64> {
+    ArrayViewMut2::from_shape(
+        (spec.rows, spec.cols),
+        &mut flat[spec.offset..spec.offset + spec.len()],
+    )
+    .expect("layout sizes are consistent")
 }
