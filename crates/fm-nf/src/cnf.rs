@@ -1,7 +1,7 @@
 //! The continuous normalizing flow trained by maximum likelihood (FFJORD, Grathwohl et al., 2019).
 
 use crate::error::{Result, invalid};
-use crate::params::{GraphMlp, Layout, ParamSpec};
+use crate::params::{GraphMlp, Layout, ParamSpec, Pool, give_pool, take_pool};
 use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
 use fm_core::{LogDensity, StandardNormal, VectorField};
@@ -728,31 +728,44 @@ struct FieldTape {
 impl CnfMle {
     /// `v(t, x)` and its exact divergence per row by the `d` forward-mode tangents
     /// `e_j`, with everything the backward pass needs.
-    fn field_fused(&self, t: f64, x: &Array2<f64>) -> (Array2<f64>, Array1<f64>, FieldTape) {
+    fn field_fused(
+        &self,
+        t: f64,
+        x: &Array2<f64>,
+        pool: &mut Pool,
+    ) -> (Array2<f64>, Array1<f64>, FieldTape) {
         let (n, d) = x.dim();
         let act = self.net.activation;
         let layers = &self.net.layers;
         let nh = layers.len() - 1;
         let w = |l: usize| self.layout.view(&self.params, layers[l].0);
-        let mut h0 = Array2::from_elem((n, d + 1), t);
+        let mut h0 = pool.take(n, d + 1);
+        h0.column_mut(d).fill(t);
         h0.slice_axis_mut(Axis(1), (0..d).into()).assign(x);
         let mut hs = vec![h0];
         let (mut ds, mut dds) = (Vec::with_capacity(nh), Vec::with_capacity(nh));
         let mut v = Array2::zeros((0, 0));
         for (l, &(_, bi)) in layers.iter().enumerate() {
             let wl = w(l);
-            let mut z = Array2::zeros((n, wl.ncols()));
+            let mut z = pool.take(n, wl.ncols());
             z.assign(&self.layout.view(&self.params, bi).row(0));
             general_mat_mul(1.0, &hs[l], &wl, 1.0, &mut z);
             if l < nh {
-                let mut dz = Array2::zeros(z.raw_dim());
-                let mut ddz = Array2::zeros(z.raw_dim());
+                let mut dz = pool.take(n, wl.ncols());
+                let mut ddz = pool.take(n, wl.ncols());
+                let tanh = act == Activation::Tanh;
                 Zip::from(&mut z)
                     .and(&mut dz)
                     .and(&mut ddz)
                     .for_each(|z, dz, ddz| {
-                        *ddz = act.second_derivative(*z);
-                        (*z, *dz) = act.eval(*z);
+                        let zv = *z;
+                        (*z, *dz) = act.eval(zv);
+                        // tanh'' = −2 y (1 − y²) from the value at hand (no second tanh).
+                        *ddz = if tanh {
+                            -2.0 * *z * *dz
+                        } else {
+                            act.second_derivative(zv)
+                        };
                     });
                 hs.push(z);
                 ds.push(dz);
@@ -767,17 +780,19 @@ impl CnfMle {
         for j in 0..d {
             let mut tj: Vec<(Array2<f64>, Array2<f64>)> = Vec::with_capacity(nh);
             for l in 0..nh {
-                let a = if l == 0 {
-                    w(0).row(j)
-                        .broadcast((n, ds[0].ncols()))
-                        .expect("one row")
-                        .to_owned()
+                let (r, c) = ds[l].dim();
+                let mut a = pool.take(r, c);
+                if l == 0 {
+                    a.assign(&w(0).row(j));
                 } else {
-                    let mut a = Array2::zeros(ds[l].raw_dim());
+                    a.fill(0.0);
                     general_mat_mul(1.0, &tj[l - 1].1, &w(l), 0.0, &mut a);
-                    a
-                };
-                let tau = &a * &ds[l];
+                }
+                let mut tau = pool.take(r, c);
+                Zip::from(&mut tau)
+                    .and(&a)
+                    .and(&ds[l])
+                    .for_each(|t, &a, &d| *t = a * d);
                 tj.push((a, tau));
             }
             general_mat_vec_mul(1.0, &tj[nh - 1].1, &wlast.column(j), 1.0, &mut div);
@@ -804,6 +819,7 @@ impl CnfMle {
         gv: &Array2<f64>,
         gdiv: f64,
         grad: &mut [f64],
+        pool: &mut Pool,
     ) -> Array2<f64> {
         let d = self.config.dim;
         let layers = &self.net.layers;
@@ -826,10 +842,15 @@ impl CnfMle {
             .row_mut(0)
             .zip_mut_with(&gv.sum_axis(Axis(0)), |a, &v| *a += v);
         // The tangents backwards: cotangents of f'(z_l) into `gd`.
-        let mut gd: Vec<Array2<f64>> = tape.ds.iter().map(|a| Array2::zeros(a.raw_dim())).collect();
+        let mut gd: Vec<Array2<f64>> = tape
+            .ds
+            .iter()
+            .map(|a| pool.zeros(a.nrows(), a.ncols()))
+            .collect();
         for (j, tj) in tape.tangents.iter().enumerate() {
-            let mut gtau =
-                Array2::from_shape_fn(tape.ds[nh - 1].raw_dim(), |(_, k)| gdiv * wlast[[k, j]]);
+            let (r, c) = tape.ds[nh - 1].dim();
+            let mut gtau = pool.take(r, c);
+            gtau.assign(&wlast.column(j).mapv(|v| gdiv * v));
             for l in (0..nh).rev() {
                 let (a, _) = &tj[l];
                 Zip::from(&mut gd[l])
@@ -838,22 +859,30 @@ impl CnfMle {
                     .for_each(|g, &gt, &a| {
                         *g = gt.mul_add(a, *g);
                     });
-                let ga = &gtau * &tape.ds[l];
+                let mut ga = pool.take(gtau.nrows(), gtau.ncols());
+                Zip::from(&mut ga)
+                    .and(&gtau)
+                    .and(&tape.ds[l])
+                    .for_each(|g, &gt, &d| *g = gt * d);
                 if l > 0 {
                     let mut g = spec_mut(&specs[layers[l].0], grad);
                     general_mat_mul(1.0, &tj[l - 1].1.t(), &ga, 1.0, &mut g);
-                    let mut next = Array2::zeros(tj[l - 1].1.raw_dim());
+                    let (r, c) = tj[l - 1].1.dim();
+                    let mut next = pool.zeros(r, c);
                     general_mat_mul(1.0, &ga, &w(l).t(), 0.0, &mut next);
-                    gtau = next;
+                    pool.put(std::mem::replace(&mut gtau, next));
                 } else {
                     let mut g = spec_mut(&specs[layers[0].0], grad);
                     g.row_mut(j)
                         .zip_mut_with(&ga.sum_axis(Axis(0)), |a, &v| *a += v);
                 }
+                pool.put(ga);
             }
+            pool.put(gtau);
         }
         // The value chain.
-        let mut gh = Array2::zeros(tape.hs[nh].raw_dim());
+        let (r, c) = tape.hs[nh].dim();
+        let mut gh = pool.zeros(r, c);
         general_mat_mul(1.0, gv, &wlast.t(), 0.0, &mut gh);
         for l in (0..nh).rev() {
             let (wi, bi) = layers[l];
@@ -873,10 +902,16 @@ impl CnfMle {
             spec_mut(&specs[bi], grad)
                 .row_mut(0)
                 .zip_mut_with(&gz.sum_axis(Axis(0)), |a, &v| *a += v);
-            gh = Array2::zeros(tape.hs[l].raw_dim());
+            let (r, c) = tape.hs[l].dim();
+            gh = pool.zeros(r, c);
             general_mat_mul(1.0, &gz, &w(l).t(), 0.0, &mut gh);
+            pool.put(gz);
         }
-        gh.slice_axis(Axis(1), (0..d).into()).to_owned()
+        pool.extend(gd);
+        let mut gx = pool.take(gh.nrows(), d);
+        gx.assign(&gh.slice_axis(Axis(1), (0..d).into()));
+        pool.put(gh);
+        gx
     }
 
     /// The training loss and gradient with the exact divergence by a hand-written forward and
@@ -890,6 +925,7 @@ impl CnfMle {
         let (t0, t1) = (1.0, 0.0);
         let h = (t1 - t0) / steps as f64;
         let stages = tab.stages();
+        let mut pool = take_pool();
         let mut xc = x.to_owned();
         let mut acc_sum = 0.0;
         let mut tapes: Vec<Vec<FieldTape>> = Vec::with_capacity(steps);
@@ -897,16 +933,18 @@ impl CnfMle {
             let t = t0 + s as f64 * h;
             let mut ks: Vec<Array2<f64>> = Vec::with_capacity(stages);
             let mut st = Vec::with_capacity(stages);
-            let mut dx = Array2::<f64>::zeros((n, d));
+            let mut dx = pool.zeros(n, d);
             for i in 0..stages {
-                let mut xi = xc.clone();
+                let mut xi = pool.take(n, d);
+                xi.assign(&xc);
                 for (j, kj) in ks.iter().enumerate() {
                     let a = tab.a(i, j);
                     if a != 0.0 {
                         xi.scaled_add(h * a, kj);
                     }
                 }
-                let (k, div, tape) = self.field_fused(t + tab.c()[i] * h, &xi);
+                let (k, div, tape) = self.field_fused(t + tab.c()[i] * h, &xi, &mut pool);
+                pool.put(xi);
                 let b = tab.b()[i];
                 if b != 0.0 {
                     dx.scaled_add(h * b, &k);
@@ -916,6 +954,8 @@ impl CnfMle {
                 st.push(tape);
             }
             xc += &dx;
+            pool.put(dx);
+            pool.extend(ks);
             tapes.push(st);
         }
         let sq: f64 = xc.iter().map(|v| v * v).sum();
@@ -926,12 +966,23 @@ impl CnfMle {
         let gacc = -1.0 / nf;
         for st in tapes.iter().rev() {
             let mut gk: Vec<Array2<f64>> = (0..stages)
-                .map(|i| gx.mapv(|v| v * h * tab.b()[i]))
+                .map(|i| {
+                    let mut a = pool.take(n, d);
+                    let c = h * tab.b()[i];
+                    a.zip_mut_with(&gx, |a, &v| *a = v * c);
+                    a
+                })
                 .collect();
-            let mut total = gx.clone();
+            let mut total = pool.take(n, d);
+            total.assign(&gx);
             for i in (0..stages).rev() {
-                let gxi =
-                    self.field_fused_backward(&st[i], &gk[i], gacc * h * tab.b()[i], &mut grad);
+                let gxi = self.field_fused_backward(
+                    &st[i],
+                    &gk[i],
+                    gacc * h * tab.b()[i],
+                    &mut grad,
+                    &mut pool,
+                );
                 for (j, gkj) in gk.iter_mut().enumerate().take(i) {
                     let a = tab.a(i, j);
                     if a != 0.0 {
@@ -939,9 +990,18 @@ impl CnfMle {
                     }
                 }
                 total += &gxi;
+                pool.put(gxi);
             }
-            gx = total;
+            pool.extend(gk);
+            pool.put(std::mem::replace(&mut gx, total));
         }
+        for tape in tapes.into_iter().flatten() {
+            pool.extend(tape.hs.into_iter().chain(tape.ds).chain(tape.dds));
+            for (a, tau) in tape.tangents.into_iter().flatten() {
+                pool.extend([a, tau]);
+            }
+        }
+        give_pool(pool);
         (loss, grad)
     }
 }

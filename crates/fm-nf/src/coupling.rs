@@ -1,7 +1,7 @@
 //! The affine coupling flow (RealNVP, Dinh, Sohl-Dickstein & Bengio, 2017).
 
 use crate::error::{NfError, Result, invalid};
-use crate::params::{GraphMlp, Layout, ParamSpec, ones_col};
+use crate::params::{GraphMlp, Layout, ParamSpec, give_pool, ones_col, take_pool};
 use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
 use fm_core::{LogDensity, StandardNormal};
@@ -493,21 +493,6 @@ struct Saved {
     es: Array2<f64>,
 }
 
-thread_local! {
-    /// Arrays of earlier fused passes on this thread, reused so that a training loop does not
-    /// map, fault in and unmap fresh pages every step (their contents are always overwritten).
-    static POOL: std::cell::RefCell<Vec<Array2<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// An `(rows, cols)` array from `pool` (stale contents: the caller overwrites every entry), or
-/// a new one.
-fn take(pool: &mut Vec<Array2<f64>>, rows: usize, cols: usize) -> Array2<f64> {
-    match pool.iter().rposition(|a| a.dim() == (rows, cols)) {
-        Some(i) => pool.swap_remove(i),
-        None => Array2::zeros((rows, cols)),
-    }
-}
-
 /// A mutable `(rows, cols)` view of tensor `spec` in a flat vector.
 fn spec_mut<'a>(spec: &ParamSpec, flat: &'a mut [f64]) -> ArrayViewMut2<'a, f64> {
     ArrayViewMut2::from_shape(
@@ -528,7 +513,7 @@ impl CouplingFlow {
         let bound = self.config.scale_bound;
         let act = self.config.activation;
         let specs = &self.layout.specs;
-        let mut pool = POOL.with(|p| std::mem::take(&mut *p.borrow_mut()));
+        let mut pool = take_pool();
         let mut h = x.to_owned();
         let mut ld_sum = 0.0;
         let mut saved = Vec::with_capacity(self.blocks.len());
@@ -555,12 +540,12 @@ impl CouplingFlow {
             for (l, &(wi, bi)) in b.net.layers.iter().enumerate() {
                 let w = self.layout.view(&self.params, wi);
                 let bias = self.layout.view(&self.params, bi);
-                let mut z = take(&mut pool, n, w.ncols());
+                let mut z = pool.take(n, w.ncols());
                 z.assign(&bias.row(0));
                 let input = if l == 0 { &xa } else { &hs[l - 1] };
                 general_mat_mul(1.0, input, &w, 1.0, &mut z);
                 if l + 1 < nl {
-                    let mut dz = take(&mut pool, n, w.ncols());
+                    let mut dz = pool.take(n, w.ncols());
                     Zip::from(&mut z).and(&mut dz).for_each(|z, dz| {
                         (*z, *dz) = act.eval(*z);
                     });
@@ -570,8 +555,8 @@ impl CouplingFlow {
                     out = z;
                 }
             }
-            let mut u = take(&mut pool, n, m);
-            let mut es = take(&mut pool, n, m);
+            let mut u = pool.take(n, m);
+            let mut es = pool.take(n, m);
             for i in 0..n {
                 for j in 0..m {
                     let uij = (out[[i, j]] / bound).tanh();
@@ -583,7 +568,7 @@ impl CouplingFlow {
                     h[[i, b.moved[j]]] = xb[[i, j]].mul_add(e, out[[i, m + j]]);
                 }
             }
-            pool.push(out);
+            pool.put(out);
             saved.push(Saved {
                 xa,
                 xb,
@@ -606,8 +591,8 @@ impl CouplingFlow {
             let nl = b.net.layers.len();
             // Through z_B = x_B e^s + t and s = B tanh(ŝ / B): the conditioner's output
             // cotangent [∂ŝ, ∂t] and the cotangent of x_B.
-            let mut gout = take(&mut pool, n, 2 * m);
-            let mut gxb = take(&mut pool, n, m);
+            let mut gout = pool.take(n, 2 * m);
+            let mut gxb = pool.take(n, m);
             for i in 0..n {
                 for j in 0..m {
                     let gz = gh[[i, b.moved[j]]];
@@ -620,7 +605,7 @@ impl CouplingFlow {
                 }
             }
             let mut g = gout;
-            let mut gxa = take(&mut pool, n, b.kept.len());
+            let mut gxa = pool.take(n, b.kept.len());
             for l in (0..nl).rev() {
                 let (wi, bi) = b.net.layers[l];
                 let input = if l == 0 { &sv.xa } else { &sv.hs[l - 1] };
@@ -636,17 +621,17 @@ impl CouplingFlow {
                     .zip_mut_with(&g.sum_axis(Axis(0)), |a, &v| *a += v);
                 let w = self.layout.view(&self.params, wi);
                 if l > 0 {
-                    let mut gi = take(&mut pool, n, w.nrows());
+                    let mut gi = pool.take(n, w.nrows());
                     gi.fill(0.0);
                     general_mat_mul(1.0, &g, &w.t(), 0.0, &mut gi);
                     gi *= &sv.ds[l - 1];
-                    pool.push(std::mem::replace(&mut g, gi));
+                    pool.put(std::mem::replace(&mut g, gi));
                 } else {
                     gxa.fill(0.0);
                     general_mat_mul(1.0, &g, &w.t(), 0.0, &mut gxa);
                 }
             }
-            pool.push(g);
+            pool.put(g);
             // The cotangent of the block's (post-ActNorm) input, in the original column order.
             for (k, &col) in b.kept.iter().enumerate() {
                 let mut dst = gh.column_mut(col);
@@ -689,8 +674,7 @@ impl CouplingFlow {
         for sv in saved {
             pool.extend(sv.hs.into_iter().chain(sv.ds).chain([sv.u, sv.es]));
         }
-        pool.truncate(256);
-        POOL.with(|p| *p.borrow_mut() = pool);
+        give_pool(pool);
         (loss, grad)
     }
 }
