@@ -723,11 +723,20 @@ struct FieldTape {
     /// Per input direction `j < d` and hidden layer: the tangent's pre-activation `a_l`
     /// (`a_0 = W_0[j, ·]`, `a_l = τ_{l−1} W_l`) and `τ_l = f'(z_l) ⊙ a_l`.
     tangents: Vec<Vec<(Array2<f64>, Array2<f64>)>>,
+    /// With two hidden layers, the divergence in one product instead of the tangents:
+    /// `(P, M, Q)` of [`CnfMle::field_fused`].
+    collapsed: Option<(Array2<f64>, Array2<f64>, Array2<f64>)>,
 }
 
 impl CnfMle {
     /// `v(t, x)` and its exact divergence per row by the `d` forward-mode tangents
     /// `e_j`, with everything the backward pass needs.
+    ///
+    /// With two hidden layers (`D_0 = f'(z_0)`, `D_1 = f'(z_1)`) the trace of
+    /// `∂v/∂x = W_2ᵀ D_1 W_1ᵀ D_0 W_0[:d]ᵀ` collapses to one product for any `d`:
+    /// `div_i = Σ_{a,b} D_0[i,a] P[a,b] D_1[i,b]` with `P = W_1 ⊙ M`,
+    /// `M = W_0[:d]ᵀ W_2ᵀ` (a matrix independent of the row), i.e. `Q = D_0 P`,
+    /// `div_i = Σ_b Q[i,b] D_1[i,b]`.
     fn field_fused(
         &self,
         t: f64,
@@ -777,7 +786,26 @@ impl CnfMle {
         let wlast = w(nh);
         let mut div = Array1::zeros(n);
         let mut tangents = Vec::with_capacity(d);
-        for j in 0..d {
+        let mut collapsed = None;
+        if nh == 2 {
+            let (h0, h1) = (ds[0].ncols(), ds[1].ncols());
+            let mut m = pool.zeros(h0, h1);
+            let w0x = w(0).slice_axis_move(Axis(0), (0..d).into());
+            general_mat_mul(1.0, &w0x.t(), &wlast.t(), 0.0, &mut m);
+            let mut p = pool.take(h0, h1);
+            Zip::from(&mut p)
+                .and(&w(1))
+                .and(&m)
+                .for_each(|p, &w, &m| *p = w * m);
+            let mut q = pool.zeros(n, h1);
+            general_mat_mul(1.0, &ds[0], &p, 0.0, &mut q);
+            Zip::from(&mut div)
+                .and(q.rows())
+                .and(ds[1].rows())
+                .for_each(|dv, q, d1| *dv = q.dot(&d1));
+            collapsed = Some((p, m, q));
+        }
+        for j in (0..d).filter(|_| collapsed.is_none()) {
             let mut tj: Vec<(Array2<f64>, Array2<f64>)> = Vec::with_capacity(nh);
             for l in 0..nh {
                 let (r, c) = ds[l].dim();
@@ -806,6 +834,7 @@ impl CnfMle {
                 ds,
                 dds,
                 tangents,
+                collapsed,
             },
         )
     }
@@ -838,15 +867,33 @@ impl CnfMle {
                 col.scaled_add(gdiv, &tj[nh - 1].1.sum_axis(Axis(0)));
             }
         }
-        spec_mut(&specs[bi], grad)
-            .row_mut(0)
-            .zip_mut_with(&gv.sum_axis(Axis(0)), |a, &v| *a += v);
-        // The tangents backwards: cotangents of f'(z_l) into `gd`.
         let mut gd: Vec<Array2<f64>> = tape
             .ds
             .iter()
             .map(|a| pool.zeros(a.nrows(), a.ncols()))
             .collect();
+        if let Some((p, m, q)) = &tape.collapsed {
+            // div_i = Σ_b Q[i,b] D_1[i,b], Q = D_0 P, P = W_1 ⊙ M, M = W_0[:d]ᵀ W_2ᵀ.
+            let (d0, d1) = (&tape.ds[0], &tape.ds[1]);
+            gd[1].scaled_add(gdiv, q);
+            general_mat_mul(gdiv, d1, &p.t(), 1.0, &mut gd[0]);
+            let mut gp = pool.zeros(p.nrows(), p.ncols());
+            general_mat_mul(gdiv, &d0.t(), d1, 0.0, &mut gp);
+            spec_mut(&specs[layers[1].0], grad).zip_mut_with(&(&gp * m), |a, &v| *a += v);
+            let gm = &gp * &w(1);
+            let w0x = w(0).slice_axis_move(Axis(0), (0..d).into());
+            {
+                let mut g0 = spec_mut(&specs[layers[0].0], grad);
+                let mut g0x = g0.slice_axis_mut(Axis(0), (0..d).into());
+                general_mat_mul(1.0, &wlast.t(), &gm.t(), 1.0, &mut g0x);
+            }
+            general_mat_mul(1.0, &gm.t(), &w0x.t(), 1.0, &mut spec_mut(&specs[wi], grad));
+            pool.put(gp);
+        }
+        spec_mut(&specs[bi], grad)
+            .row_mut(0)
+            .zip_mut_with(&gv.sum_axis(Axis(0)), |a, &v| *a += v);
+        // The tangents backwards: cotangents of f'(z_l) into `gd`.
         for (j, tj) in tape.tangents.iter().enumerate() {
             let (r, c) = tape.ds[nh - 1].dim();
             let mut gtau = pool.take(r, c);
@@ -999,6 +1046,9 @@ impl CnfMle {
             pool.extend(tape.hs.into_iter().chain(tape.ds).chain(tape.dds));
             for (a, tau) in tape.tangents.into_iter().flatten() {
                 pool.extend([a, tau]);
+            }
+            if let Some((p, m, q)) = tape.collapsed {
+                pool.extend([p, m, q]);
             }
         }
         give_pool(pool);
