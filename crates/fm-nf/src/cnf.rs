@@ -195,8 +195,11 @@ impl CnfConfig {
 ///
 /// `log p_1(x) = log N(x(0); 0, I) − ∫_0^1 div v_θ(t, x(t)) dt`, integrated from `x(1) = x`
 /// back to `t = 0` together with the divergence by a fixed-step Runge–Kutta method (`fm-ode`'s
-/// tableaus). The divergence is exact: `d` forward-mode tangents written as graph ops, so the
-/// whole discretised objective is on the tape and its gradient is exact for the discretisation.
+/// tableaus). The divergence is exact (`d` forward-mode tangents; with two hidden layers one
+/// matrix product for any `d`) and the gradient is exact for the discretisation: a
+/// hand-written backward pass through the field, its tangents and the Runge–Kutta stages
+/// (the same function as the tape's, [`CnfMle::nll_and_grad_tape`], which Hutchinson's
+/// estimator still uses).
 /// This is the expensive training that flow matching removes: every step solves an ODE.
 ///
 /// ```

@@ -123,7 +123,9 @@ pub fn coupling_mask(d: usize, k: usize) -> (Vec<usize>, Vec<usize>) {
 ///
 /// `log p(x) = log N(f(x); 0, I) + log|det ∂f/∂x|`.
 ///
-/// Everything is computed on an f64 [`Graph`], which gives the maximum-likelihood gradient.
+/// Evaluation runs on an f64 [`Graph`]; training ([`MaxLikelihood::nll_and_grad`]) runs a
+/// hand-written forward and backward pass on plain f64 arrays (the same function as the tape's,
+/// [`CouplingFlow::nll_and_grad_tape`]), reusing a per-thread pool of buffers across steps.
 ///
 /// ```
 /// use fm_core::LogDensity;
