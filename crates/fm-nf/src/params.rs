@@ -161,7 +161,7 @@ impl GraphMlp {
 
 /// Arrays of earlier passes by shape, reused so that a training loop does not map, fault in
 /// and unmap fresh pages every step. A thread keeps what its largest step needed (the arrays
-/// one step's tape would allocate anyway: about 60 MB for the bench's CNF, 6 MB for its
+/// one step's tape would allocate anyway: about 30 MB for the bench's CNF, 5 MB for its
 /// coupling flow).
 #[derive(Default)]
 pub(crate) struct Pool(HashMap<(usize, usize), Vec<Array2<f64>>>);
