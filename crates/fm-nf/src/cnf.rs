@@ -1,7 +1,7 @@
 //! The continuous normalizing flow trained by maximum likelihood (FFJORD, Grathwohl et al., 2019).
 
 use crate::error::{Result, invalid};
-use crate::params::{GraphMlp, Layout, ParamSpec};
+use crate::params::{GraphMlp, Layout, ParamSpec, Pool, give_pool, take_pool};
 use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
 use fm_core::{LogDensity, StandardNormal, VectorField};
@@ -9,6 +9,7 @@ use fm_ode::{
     AugmentedField, ButcherTableau, Dopri5, ExplicitRk, Integrator, augmented_state,
     split_augmented,
 };
+use ndarray::linalg::{general_mat_mul, general_mat_vec_mul};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal as Gauss;
@@ -194,8 +195,11 @@ impl CnfConfig {
 ///
 /// `log p_1(x) = log N(x(0); 0, I) − ∫_0^1 div v_θ(t, x(t)) dt`, integrated from `x(1) = x`
 /// back to `t = 0` together with the divergence by a fixed-step Runge–Kutta method (`fm-ode`'s
-/// tableaus). The divergence is exact: `d` forward-mode tangents written as graph ops, so the
-/// whole discretised objective is on the tape and its gradient is exact for the discretisation.
+/// tableaus). The divergence is exact (`d` forward-mode tangents; with two hidden layers one
+/// matrix product for any `d`) and the gradient is exact for the discretisation: a
+/// hand-written backward pass through the field, its tangents and the Runge–Kutta stages
+/// (the same function as the tape's, [`CnfMle::nll_and_grad_tape`], which Hutchinson's
+/// estimator still uses).
 /// This is the expensive training that flow matching removes: every step solves an ODE.
 ///
 /// ```
@@ -657,6 +661,35 @@ impl MaxLikelihood for CnfMle {
     /// drawn from `rng` (unused with the exact divergence).
     fn nll_and_grad(&self, x: ArrayView2<f64>, rng: &mut dyn RngCore) -> Result<(f64, Vec<f64>)> {
         self.check_x("training batch", x)?;
+        if self.config.trace == TraceEstimator::Exact {
+            return Ok(self.nll_and_grad_fused(x));
+        }
+        self.nll_and_grad_tape(x, rng)
+    }
+}
+
+impl CnfMle {
+    /// The training loss and gradient by the `fm-autograd` tape: the path of
+    /// [`MaxLikelihood::nll_and_grad`] with Hutchinson's estimator, and with the exact
+    /// divergence the reference the tests compare the fused pass with (and the baseline of the
+    /// `step` bench).
+    ///
+    /// ```
+    /// use fm_nf::{CnfConfig, CnfMle, MaxLikelihood};
+    /// let mut rng = fm_core::rng::seeded(0);
+    /// let cnf = CnfMle::new(CnfConfig { hidden: vec![8], train_steps: 2, ..Default::default() }, &mut rng).unwrap();
+    /// let x = ndarray::array![[0.3, -1.2], [1.0, 0.5]];
+    /// let (a, ga) = cnf.nll_and_grad_tape(x.view(), &mut rng).unwrap();
+    /// let (b, gb) = cnf.nll_and_grad(x.view(), &mut rng).unwrap();
+    /// assert!((a - b).abs() < 1e-12);
+    /// assert!(ga.iter().zip(&gb).all(|(u, v)| (u - v).abs() < 1e-12));
+    /// ```
+    pub fn nll_and_grad_tape(
+        &self,
+        x: ArrayView2<f64>,
+        rng: &mut dyn RngCore,
+    ) -> Result<(f64, Vec<f64>)> {
+        self.check_x("training batch", x)?;
         let mut g = Graph::new();
         let p = self.layout.leaves(&mut g, &self.params);
         let xv = g.leaf(x.to_owned());
@@ -680,4 +713,357 @@ impl LogDensity for CnfMle {
         self.log_density(x)
             .map_err(|e| e.into_core("cnf evaluation", x.dim()))
     }
+}
+
+/// What the fused training pass keeps of one field evaluation for its backward pass.
+struct FieldTape {
+    /// Every layer's input: `[x, t]`, then each hidden layer's output `f(z_l)`.
+    hs: Vec<Array2<f64>>,
+    /// `f'(z_l)` per hidden layer.
+    ds: Vec<Array2<f64>>,
+    /// `f''(z_l)` per hidden layer.
+    dds: Vec<Array2<f64>>,
+    /// Per input direction `j < d` and hidden layer: the tangent's pre-activation `a_l`
+    /// (`a_0 = W_0[j, ·]`, `a_l = τ_{l−1} W_l`) and `τ_l = f'(z_l) ⊙ a_l`.
+    tangents: Vec<Vec<(Array2<f64>, Array2<f64>)>>,
+    /// With two hidden layers, the divergence in one product instead of the tangents:
+    /// `(P, M, Q)` of [`CnfMle::field_fused`].
+    collapsed: Option<(Array2<f64>, Array2<f64>, Array2<f64>)>,
+}
+
+impl CnfMle {
+    /// `v(t, x)` and its exact divergence per row by the `d` forward-mode tangents
+    /// `e_j`, with everything the backward pass needs.
+    ///
+    /// With two hidden layers (`D_0 = f'(z_0)`, `D_1 = f'(z_1)`) the trace of
+    /// `∂v/∂x = W_2ᵀ D_1 W_1ᵀ D_0 W_0[:d]ᵀ` collapses to one product for any `d`:
+    /// `div_i = Σ_{a,b} D_0[i,a] P[a,b] D_1[i,b]` with `P = W_1 ⊙ M`,
+    /// `M = W_0[:d]ᵀ W_2ᵀ` (a matrix independent of the row), i.e. `Q = D_0 P`,
+    /// `div_i = Σ_b Q[i,b] D_1[i,b]`.
+    fn field_fused(
+        &self,
+        t: f64,
+        x: &Array2<f64>,
+        pool: &mut Pool,
+    ) -> (Array2<f64>, Array1<f64>, FieldTape) {
+        let (n, d) = x.dim();
+        let act = self.net.activation;
+        let layers = &self.net.layers;
+        let nh = layers.len() - 1;
+        let w = |l: usize| self.layout.view(&self.params, layers[l].0);
+        let mut h0 = pool.take(n, d + 1);
+        h0.column_mut(d).fill(t);
+        h0.slice_axis_mut(Axis(1), (0..d).into()).assign(x);
+        let mut hs = vec![h0];
+        let (mut ds, mut dds) = (Vec::with_capacity(nh), Vec::with_capacity(nh));
+        let mut v = Array2::zeros((0, 0));
+        for (l, &(_, bi)) in layers.iter().enumerate() {
+            let wl = w(l);
+            let mut z = pool.take(n, wl.ncols());
+            z.assign(&self.layout.view(&self.params, bi).row(0));
+            general_mat_mul(1.0, &hs[l], &wl, 1.0, &mut z);
+            if l < nh {
+                let mut dz = pool.take(n, wl.ncols());
+                let mut ddz = pool.take(n, wl.ncols());
+                let tanh = act == Activation::Tanh;
+                Zip::from(&mut z)
+                    .and(&mut dz)
+                    .and(&mut ddz)
+                    .for_each(|z, dz, ddz| {
+                        let zv = *z;
+                        (*z, *dz) = act.eval(zv);
+                        // tanh'' = −2 y (1 − y²) from the value at hand (no second tanh).
+                        *ddz = if tanh {
+                            -2.0 * *z * *dz
+                        } else {
+                            act.second_derivative(zv)
+                        };
+                    });
+                hs.push(z);
+                ds.push(dz);
+                dds.push(ddz);
+            } else {
+                v = z;
+            }
+        }
+        let wlast = w(nh);
+        let mut div = Array1::zeros(n);
+        let mut tangents = Vec::with_capacity(d);
+        let mut collapsed = None;
+        if nh == 2 {
+            let (h0, h1) = (ds[0].ncols(), ds[1].ncols());
+            let mut m = pool.zeros(h0, h1);
+            let w0x = w(0).slice_axis_move(Axis(0), (0..d).into());
+            general_mat_mul(1.0, &w0x.t(), &wlast.t(), 0.0, &mut m);
+            let mut p = pool.take(h0, h1);
+            Zip::from(&mut p)
+                .and(&w(1))
+                .and(&m)
+                .for_each(|p, &w, &m| *p = w * m);
+            let mut q = pool.zeros(n, h1);
+            general_mat_mul(1.0, &ds[0], &p, 0.0, &mut q);
+            Zip::from(&mut div)
+                .and(q.rows())
+                .and(ds[1].rows())
+                .for_each(|dv, q, d1| *dv = q.dot(&d1));
+            collapsed = Some((p, m, q));
+        }
+        for j in (0..d).filter(|_| collapsed.is_none()) {
+            let mut tj: Vec<(Array2<f64>, Array2<f64>)> = Vec::with_capacity(nh);
+            for l in 0..nh {
+                let (r, c) = ds[l].dim();
+                let mut a = pool.take(r, c);
+                if l == 0 {
+                    a.assign(&w(0).row(j));
+                } else {
+                    a.fill(0.0);
+                    general_mat_mul(1.0, &tj[l - 1].1, &w(l), 0.0, &mut a);
+                }
+                let mut tau = pool.take(r, c);
+                Zip::from(&mut tau)
+                    .and(&a)
+                    .and(&ds[l])
+                    .for_each(|t, &a, &d| *t = a * d);
+                tj.push((a, tau));
+            }
+            general_mat_vec_mul(1.0, &tj[nh - 1].1, &wlast.column(j), 1.0, &mut div);
+            tangents.push(tj);
+        }
+        (
+            v,
+            div,
+            FieldTape {
+                hs,
+                ds,
+                dds,
+                tangents,
+                collapsed,
+            },
+        )
+    }
+
+    /// The backward pass of [`CnfMle::field_fused`] for the cotangents `gv` of `v` and `gdiv`
+    /// (the same for every row) of the divergence: adds the parameter gradient into `grad`,
+    /// returns the cotangent of `x`.
+    fn field_fused_backward(
+        &self,
+        tape: &FieldTape,
+        gv: &Array2<f64>,
+        gdiv: f64,
+        grad: &mut [f64],
+        pool: &mut Pool,
+    ) -> Array2<f64> {
+        let d = self.config.dim;
+        let layers = &self.net.layers;
+        let nh = layers.len() - 1;
+        let specs = &self.layout.specs;
+        let w = |l: usize| self.layout.view(&self.params, layers[l].0);
+        // Output layer.
+        let (wi, bi) = layers[nh];
+        let wlast = w(nh);
+        {
+            let mut g = spec_mut(&specs[wi], grad);
+            general_mat_mul(1.0, &tape.hs[nh].t(), gv, 1.0, &mut g);
+            // div = Σ_j τ_j · W_last[·, j]: ∂W_last[·, j] += gdiv Σ_i τ_j[i, ·].
+            for (j, tj) in tape.tangents.iter().enumerate() {
+                let mut col = g.column_mut(j);
+                col.scaled_add(gdiv, &tj[nh - 1].1.sum_axis(Axis(0)));
+            }
+        }
+        let mut gd: Vec<Array2<f64>> = tape
+            .ds
+            .iter()
+            .map(|a| pool.zeros(a.nrows(), a.ncols()))
+            .collect();
+        if let Some((p, m, q)) = &tape.collapsed {
+            // div_i = Σ_b Q[i,b] D_1[i,b], Q = D_0 P, P = W_1 ⊙ M, M = W_0[:d]ᵀ W_2ᵀ.
+            let (d0, d1) = (&tape.ds[0], &tape.ds[1]);
+            gd[1].scaled_add(gdiv, q);
+            general_mat_mul(gdiv, d1, &p.t(), 1.0, &mut gd[0]);
+            let mut gp = pool.zeros(p.nrows(), p.ncols());
+            general_mat_mul(gdiv, &d0.t(), d1, 0.0, &mut gp);
+            spec_mut(&specs[layers[1].0], grad).zip_mut_with(&(&gp * m), |a, &v| *a += v);
+            let gm = &gp * &w(1);
+            let w0x = w(0).slice_axis_move(Axis(0), (0..d).into());
+            {
+                let mut g0 = spec_mut(&specs[layers[0].0], grad);
+                let mut g0x = g0.slice_axis_mut(Axis(0), (0..d).into());
+                general_mat_mul(1.0, &wlast.t(), &gm.t(), 1.0, &mut g0x);
+            }
+            general_mat_mul(1.0, &gm.t(), &w0x.t(), 1.0, &mut spec_mut(&specs[wi], grad));
+            pool.put(gp);
+        }
+        spec_mut(&specs[bi], grad)
+            .row_mut(0)
+            .zip_mut_with(&gv.sum_axis(Axis(0)), |a, &v| *a += v);
+        // The tangents backwards: cotangents of f'(z_l) into `gd`.
+        for (j, tj) in tape.tangents.iter().enumerate() {
+            let (r, c) = tape.ds[nh - 1].dim();
+            let mut gtau = pool.take(r, c);
+            gtau.assign(&wlast.column(j).mapv(|v| gdiv * v));
+            for l in (0..nh).rev() {
+                let (a, _) = &tj[l];
+                Zip::from(&mut gd[l])
+                    .and(&gtau)
+                    .and(a)
+                    .for_each(|g, &gt, &a| {
+                        *g = gt.mul_add(a, *g);
+                    });
+                let mut ga = pool.take(gtau.nrows(), gtau.ncols());
+                Zip::from(&mut ga)
+                    .and(&gtau)
+                    .and(&tape.ds[l])
+                    .for_each(|g, &gt, &d| *g = gt * d);
+                if l > 0 {
+                    let mut g = spec_mut(&specs[layers[l].0], grad);
+                    general_mat_mul(1.0, &tj[l - 1].1.t(), &ga, 1.0, &mut g);
+                    let (r, c) = tj[l - 1].1.dim();
+                    let mut next = pool.zeros(r, c);
+                    general_mat_mul(1.0, &ga, &w(l).t(), 0.0, &mut next);
+                    pool.put(std::mem::replace(&mut gtau, next));
+                } else {
+                    let mut g = spec_mut(&specs[layers[0].0], grad);
+                    g.row_mut(j)
+                        .zip_mut_with(&ga.sum_axis(Axis(0)), |a, &v| *a += v);
+                }
+                pool.put(ga);
+            }
+            pool.put(gtau);
+        }
+        // The value chain.
+        let (r, c) = tape.hs[nh].dim();
+        let mut gh = pool.zeros(r, c);
+        general_mat_mul(1.0, gv, &wlast.t(), 0.0, &mut gh);
+        for l in (0..nh).rev() {
+            let (wi, bi) = layers[l];
+            let mut gz = gh;
+            Zip::from(&mut gz)
+                .and(&tape.ds[l])
+                .and(&gd[l])
+                .and(&tape.dds[l])
+                .for_each(|g, &d1, &gd, &d2| *g = (*g * d1) + gd * d2);
+            general_mat_mul(
+                1.0,
+                &tape.hs[l].t(),
+                &gz,
+                1.0,
+                &mut spec_mut(&specs[wi], grad),
+            );
+            spec_mut(&specs[bi], grad)
+                .row_mut(0)
+                .zip_mut_with(&gz.sum_axis(Axis(0)), |a, &v| *a += v);
+            let (r, c) = tape.hs[l].dim();
+            gh = pool.zeros(r, c);
+            general_mat_mul(1.0, &gz, &w(l).t(), 0.0, &mut gh);
+            pool.put(gz);
+        }
+        pool.extend(gd);
+        let mut gx = pool.take(gh.nrows(), d);
+        gx.assign(&gh.slice_axis(Axis(1), (0..d).into()));
+        pool.put(gh);
+        gx
+    }
+
+    /// The training loss and gradient with the exact divergence by a hand-written forward and
+    /// backward pass through the fixed-step solve (no tape); the same function as the tape's
+    /// (the tests compare them).
+    fn nll_and_grad_fused(&self, x: ArrayView2<f64>) -> (f64, Vec<f64>) {
+        let (n, d) = x.dim();
+        let nf = n as f64;
+        let tab = &self.tableau;
+        let steps = self.config.train_steps;
+        let (t0, t1) = (1.0, 0.0);
+        let h = (t1 - t0) / steps as f64;
+        let stages = tab.stages();
+        let mut pool = take_pool();
+        let mut xc = x.to_owned();
+        let mut acc_sum = 0.0;
+        let mut tapes: Vec<Vec<FieldTape>> = Vec::with_capacity(steps);
+        for s in 0..steps {
+            let t = t0 + s as f64 * h;
+            let mut ks: Vec<Array2<f64>> = Vec::with_capacity(stages);
+            let mut st = Vec::with_capacity(stages);
+            let mut dx = pool.zeros(n, d);
+            for i in 0..stages {
+                let mut xi = pool.take(n, d);
+                xi.assign(&xc);
+                for (j, kj) in ks.iter().enumerate() {
+                    let a = tab.a(i, j);
+                    if a != 0.0 {
+                        xi.scaled_add(h * a, kj);
+                    }
+                }
+                let (k, div, tape) = self.field_fused(t + tab.c()[i] * h, &xi, &mut pool);
+                pool.put(xi);
+                let b = tab.b()[i];
+                if b != 0.0 {
+                    dx.scaled_add(h * b, &k);
+                    acc_sum += h * b * div.sum();
+                }
+                ks.push(k);
+                st.push(tape);
+            }
+            xc += &dx;
+            pool.put(dx);
+            pool.extend(ks);
+            tapes.push(st);
+        }
+        let sq: f64 = xc.iter().map(|v| v * v).sum();
+        let loss =
+            0.5 * sq / nf + 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln() - acc_sum / nf;
+        let mut grad = vec![0.0; self.layout.total];
+        let mut gx = xc.mapv(|v| v / nf);
+        let gacc = -1.0 / nf;
+        for st in tapes.iter().rev() {
+            let mut gk: Vec<Array2<f64>> = (0..stages)
+                .map(|i| {
+                    let mut a = pool.take(n, d);
+                    let c = h * tab.b()[i];
+                    a.zip_mut_with(&gx, |a, &v| *a = v * c);
+                    a
+                })
+                .collect();
+            let mut total = pool.take(n, d);
+            total.assign(&gx);
+            for i in (0..stages).rev() {
+                let gxi = self.field_fused_backward(
+                    &st[i],
+                    &gk[i],
+                    gacc * h * tab.b()[i],
+                    &mut grad,
+                    &mut pool,
+                );
+                for (j, gkj) in gk.iter_mut().enumerate().take(i) {
+                    let a = tab.a(i, j);
+                    if a != 0.0 {
+                        gkj.scaled_add(h * a, &gxi);
+                    }
+                }
+                total += &gxi;
+                pool.put(gxi);
+            }
+            pool.extend(gk);
+            pool.put(std::mem::replace(&mut gx, total));
+        }
+        for tape in tapes.into_iter().flatten() {
+            pool.extend(tape.hs.into_iter().chain(tape.ds).chain(tape.dds));
+            for (a, tau) in tape.tangents.into_iter().flatten() {
+                pool.extend([a, tau]);
+            }
+            if let Some((p, m, q)) = tape.collapsed {
+                pool.extend([p, m, q]);
+            }
+        }
+        give_pool(pool);
+        (loss, grad)
+    }
+}
+
+/// A mutable `(rows, cols)` view of tensor `spec` in a flat vector.
+fn spec_mut<'a>(spec: &ParamSpec, flat: &'a mut [f64]) -> ArrayViewMut2<'a, f64> {
+    ArrayViewMut2::from_shape(
+        (spec.rows, spec.cols),
+        &mut flat[spec.offset..spec.offset + spec.len()],
+    )
+    .expect("layout sizes are consistent")
 }

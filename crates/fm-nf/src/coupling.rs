@@ -1,11 +1,12 @@
 //! The affine coupling flow (RealNVP, Dinh, Sohl-Dickstein & Bengio, 2017).
 
 use crate::error::{NfError, Result, invalid};
-use crate::params::{GraphMlp, Layout, ParamSpec, ones_col};
+use crate::params::{GraphMlp, Layout, ParamSpec, give_pool, ones_col, take_pool};
 use crate::train::MaxLikelihood;
 use fm_autograd::{Activation, Graph, Var};
 use fm_core::{LogDensity, StandardNormal};
-use ndarray::{Array1, Array2, ArrayView2, Axis, Slice};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Slice, Zip};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -122,7 +123,9 @@ pub fn coupling_mask(d: usize, k: usize) -> (Vec<usize>, Vec<usize>) {
 ///
 /// `log p(x) = log N(f(x); 0, I) + log|det ∂f/∂x|`.
 ///
-/// Everything is computed on an f64 [`Graph`], which gives the maximum-likelihood gradient.
+/// Evaluation runs on an f64 [`Graph`]; training ([`MaxLikelihood::nll_and_grad`]) runs a
+/// hand-written forward and backward pass on plain f64 arrays (the same function as the tape's,
+/// [`CouplingFlow::nll_and_grad_tape`]), reusing a per-thread pool of buffers across steps.
 ///
 /// ```
 /// use fm_core::LogDensity;
@@ -368,6 +371,29 @@ impl CouplingFlow {
         self.inverse(z.view())
     }
 
+    /// The mean negative log-likelihood of `x` and its gradient by the `fm-autograd` tape (the
+    /// path training used before the fused pass of [`MaxLikelihood::nll_and_grad`]; kept as
+    /// the reference the tests compare with and the baseline of the `step` bench).
+    ///
+    /// ```
+    /// use fm_nf::{CouplingConfig, CouplingFlow, MaxLikelihood};
+    /// let mut rng = fm_core::rng::seeded(0);
+    /// let flow = CouplingFlow::new(CouplingConfig { layers: 2, hidden: vec![8], ..Default::default() }, &mut rng).unwrap();
+    /// let x = ndarray::array![[0.3, -1.2], [1.0, 0.5]];
+    /// let (a, ga) = flow.nll_and_grad_tape(x.view()).unwrap();
+    /// let (b, gb) = flow.nll_and_grad(x.view(), &mut rng).unwrap();
+    /// assert!((a - b).abs() < 1e-12);
+    /// assert!(ga.iter().zip(&gb).all(|(u, v)| (u - v).abs() < 1e-12));
+    /// ```
+    pub fn nll_and_grad_tape(&self, x: ArrayView2<f64>) -> Result<(f64, Vec<f64>)> {
+        self.check_x("training batch", x)?;
+        let mut g = Graph::new();
+        let p = self.layout.leaves(&mut g, &self.params);
+        let xv = g.leaf(x.to_owned());
+        let lp = self.log_prob_graph(&mut g, xv, &p)?;
+        self.layout.mean_nll_and_grad(&mut g, lp, &p)
+    }
+
     /// Data-initialises every ActNorm from the batch `x` (Kingma & Dhariwal, 2018): layer by
     /// layer, `a = −ln σ`, `b = −μ/σ` with the per-dimension mean `μ` and standard deviation
     /// `σ` (floored at 1e-6) of that layer's input, so its output has zero mean and unit
@@ -431,11 +457,7 @@ impl MaxLikelihood for CouplingFlow {
         _rng: &mut dyn rand::RngCore,
     ) -> Result<(f64, Vec<f64>)> {
         self.check_x("training batch", x)?;
-        let mut g = Graph::new();
-        let p = self.layout.leaves(&mut g, &self.params);
-        let xv = g.leaf(x.to_owned());
-        let lp = self.log_prob_graph(&mut g, xv, &p)?;
-        self.layout.mean_nll_and_grad(&mut g, lp, &p)
+        Ok(self.nll_and_grad_fused(x))
     }
 
     fn prepare(&mut self, first_batch: ArrayView2<f64>) -> Result<()> {
@@ -454,5 +476,207 @@ impl LogDensity for CouplingFlow {
     fn log_prob(&self, x: ArrayView2<f64>) -> fm_core::Result<Array1<f64>> {
         self.log_density(x)
             .map_err(|e| e.into_core("coupling flow evaluation", x.dim()))
+    }
+}
+
+/// What the fused training pass keeps of one block for its backward pass.
+struct Saved {
+    /// The conditioning columns `x_A` after ActNorm (the conditioner's input), `(n, |A|)`.
+    xa: Array2<f64>,
+    /// The moved columns `x_B` after ActNorm, `(n, m)`.
+    xb: Array2<f64>,
+    /// Every hidden layer's output `f(z_l)`.
+    hs: Vec<Array2<f64>>,
+    /// Every hidden layer's activation derivative `f'(z_l)`.
+    ds: Vec<Array2<f64>>,
+    /// `u = tanh(ŝ / B)` (so `s = B u`), `(n, m)`.
+    u: Array2<f64>,
+    /// `e^s`, `(n, m)`.
+    es: Array2<f64>,
+}
+
+/// A mutable `(rows, cols)` view of tensor `spec` in a flat vector.
+fn spec_mut<'a>(spec: &ParamSpec, flat: &'a mut [f64]) -> ArrayViewMut2<'a, f64> {
+    ArrayViewMut2::from_shape(
+        (spec.rows, spec.cols),
+        &mut flat[spec.offset..spec.offset + spec.len()],
+    )
+    .expect("layout sizes are consistent")
+}
+
+impl CouplingFlow {
+    /// The mean negative log-likelihood and its gradient by a hand-written forward and
+    /// backward pass on plain arrays (no tape): matrix products by `ndarray`'s `general_mat_mul`
+    /// into preallocated outputs, every elementwise step of a block fused into one loop.
+    /// The same function as [`CouplingFlow::nll_and_grad_tape`] (the tests compare them).
+    fn nll_and_grad_fused(&self, x: ArrayView2<f64>) -> (f64, Vec<f64>) {
+        let (n, d) = x.dim();
+        let nf = n as f64;
+        let bound = self.config.scale_bound;
+        let act = self.config.activation;
+        let specs = &self.layout.specs;
+        let mut pool = take_pool();
+        let mut h = x.to_owned();
+        let mut ld_sum = 0.0;
+        let mut saved = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            if let Some((ai, bi)) = b.actnorm {
+                let a = self.layout.view(&self.params, ai);
+                let sh = self.layout.view(&self.params, bi);
+                let ea = a.row(0).mapv(f64::exp);
+                for mut row in h.rows_mut() {
+                    Zip::from(&mut row)
+                        .and(&ea)
+                        .and(sh.row(0))
+                        .for_each(|v, &e, &s| *v = v.mul_add(e, s));
+                }
+                ld_sum += nf * a.sum();
+            }
+            let xa = h.select(Axis(1), &b.kept);
+            let xb = h.select(Axis(1), &b.moved);
+            let m = b.moved.len();
+            let nl = b.net.layers.len();
+            let mut hs = Vec::with_capacity(nl - 1);
+            let mut ds = Vec::with_capacity(nl - 1);
+            let mut out = Array2::zeros((0, 0));
+            for (l, &(wi, bi)) in b.net.layers.iter().enumerate() {
+                let w = self.layout.view(&self.params, wi);
+                let bias = self.layout.view(&self.params, bi);
+                let mut z = pool.take(n, w.ncols());
+                z.assign(&bias.row(0));
+                let input = if l == 0 { &xa } else { &hs[l - 1] };
+                general_mat_mul(1.0, input, &w, 1.0, &mut z);
+                if l + 1 < nl {
+                    let mut dz = pool.take(n, w.ncols());
+                    Zip::from(&mut z).and(&mut dz).for_each(|z, dz| {
+                        (*z, *dz) = act.eval(*z);
+                    });
+                    hs.push(z);
+                    ds.push(dz);
+                } else {
+                    out = z;
+                }
+            }
+            let mut u = pool.take(n, m);
+            let mut es = pool.take(n, m);
+            for i in 0..n {
+                for j in 0..m {
+                    let uij = (out[[i, j]] / bound).tanh();
+                    let s = bound * uij;
+                    let e = s.exp();
+                    u[[i, j]] = uij;
+                    es[[i, j]] = e;
+                    ld_sum += s;
+                    h[[i, b.moved[j]]] = xb[[i, j]].mul_add(e, out[[i, m + j]]);
+                }
+            }
+            pool.put(out);
+            saved.push(Saved {
+                xa,
+                xb,
+                hs,
+                ds,
+                u,
+                es,
+            });
+        }
+        let sq: f64 = h.iter().map(|v| v * v).sum();
+        let loss = 0.5 * sq / nf - ld_sum / nf + 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
+
+        // Backward: `gh` is the cotangent of the current block's output; every row's
+        // log-determinant enters the loss with the weight −1/n.
+        let mut grad = vec![0.0; self.layout.total];
+        let c = -1.0 / nf;
+        let mut gh = h.mapv(|v| v / nf);
+        for (b, sv) in self.blocks.iter().zip(&saved).rev() {
+            let m = b.moved.len();
+            let nl = b.net.layers.len();
+            // Through z_B = x_B e^s + t and s = B tanh(ŝ / B): the conditioner's output
+            // cotangent [∂ŝ, ∂t] and the cotangent of x_B.
+            let mut gout = pool.take(n, 2 * m);
+            let mut gxb = pool.take(n, m);
+            for i in 0..n {
+                for j in 0..m {
+                    let gz = gh[[i, b.moved[j]]];
+                    let e = sv.es[[i, j]];
+                    let u = sv.u[[i, j]];
+                    let gs = (gz * sv.xb[[i, j]]).mul_add(e, c);
+                    gout[[i, j]] = gs * (1.0 - u * u);
+                    gout[[i, m + j]] = gz;
+                    gxb[[i, j]] = gz * e;
+                }
+            }
+            let mut g = gout;
+            let mut gxa = pool.take(n, b.kept.len());
+            for l in (0..nl).rev() {
+                let (wi, bi) = b.net.layers[l];
+                let input = if l == 0 { &sv.xa } else { &sv.hs[l - 1] };
+                general_mat_mul(
+                    1.0,
+                    &input.t(),
+                    &g,
+                    1.0,
+                    &mut spec_mut(&specs[wi], &mut grad),
+                );
+                spec_mut(&specs[bi], &mut grad)
+                    .row_mut(0)
+                    .zip_mut_with(&g.sum_axis(Axis(0)), |a, &v| *a += v);
+                let w = self.layout.view(&self.params, wi);
+                if l > 0 {
+                    let mut gi = pool.take(n, w.nrows());
+                    gi.fill(0.0);
+                    general_mat_mul(1.0, &g, &w.t(), 0.0, &mut gi);
+                    gi *= &sv.ds[l - 1];
+                    pool.put(std::mem::replace(&mut g, gi));
+                } else {
+                    gxa.fill(0.0);
+                    general_mat_mul(1.0, &g, &w.t(), 0.0, &mut gxa);
+                }
+            }
+            pool.put(g);
+            // The cotangent of the block's (post-ActNorm) input, in the original column order.
+            for (k, &col) in b.kept.iter().enumerate() {
+                let mut dst = gh.column_mut(col);
+                dst += &gxa.column(k);
+            }
+            for (k, &col) in b.moved.iter().enumerate() {
+                gh.column_mut(col).assign(&gxb.column(k));
+            }
+            if let Some((ai, bi)) = b.actnorm {
+                // y = x e^a + b: ∂a_j = Σ_i ∂y_ij (y_ij − b_j) − 1 (the n rows' Σ_j a_j
+                // log-determinant terms, each weighted −1/n), ∂b_j = Σ_i ∂y_ij, ∂x = ∂y e^a.
+                let a = self.layout.view(&self.params, ai);
+                let sh = self.layout.view(&self.params, bi);
+                let (oa, ob) = (specs[ai].offset, specs[bi].offset);
+                for j in 0..d {
+                    let (pos, part) = match b.kept.iter().position(|&c| c == j) {
+                        Some(p) => (p, &sv.xa),
+                        None => (
+                            b.moved.iter().position(|&c| c == j).expect("a split"),
+                            &sv.xb,
+                        ),
+                    };
+                    let gcol = gh.column(j);
+                    let y = part.column(pos);
+                    let bj = sh[[0, j]];
+                    let mut sa = 0.0;
+                    let mut sb = 0.0;
+                    Zip::from(&gcol).and(&y).for_each(|&g, &y| {
+                        sa += g * (y - bj);
+                        sb += g;
+                    });
+                    grad[oa + j] += sa - 1.0;
+                    grad[ob + j] += sb;
+                    let ea = a[[0, j]].exp();
+                    gh.column_mut(j).mapv_inplace(|v| v * ea);
+                }
+            }
+            pool.extend([gxa, gxb]);
+        }
+        for sv in saved {
+            pool.extend(sv.hs.into_iter().chain(sv.ds).chain([sv.u, sv.es]));
+        }
+        give_pool(pool);
+        (loss, grad)
     }
 }

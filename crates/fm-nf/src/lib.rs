@@ -23,8 +23,11 @@
 //! * Every model implements [`fm_core::LogDensity`], samples with `sample(n, rng)` and is one
 //!   `.safetensors` file whose JSON config names its `kind` ([`model_kind`]).
 //!
-//! The models are written with the graph ops of `fm-autograd` in `f64`, so the gradient of the
-//! likelihood is the tape's backward pass.
+//! The models compute in `f64`. The residual flow and the Hutchinson CNF are written with the
+//! graph ops of `fm-autograd` (the gradient is the tape's backward pass); the coupling flow and
+//! the exact-divergence CNF train by hand-written forward and backward passes on plain arrays,
+//! with the tape kept as their reference (`nll_and_grad_tape`, checked against it in the
+//! tests) and the baseline of the `step` bench.
 //!
 //! ```
 //! use fm_core::LogDensity;

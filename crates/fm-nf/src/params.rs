@@ -4,6 +4,8 @@ use crate::Result;
 use fm_autograd::{Activation, GradStore, Graph, Var};
 use ndarray::{Array2, ArrayView2};
 use rand::Rng;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// One named tensor of a flat parameter vector: `rows × cols` values from `offset`, row-major.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +157,54 @@ impl GraphMlp {
         }
         Ok(h)
     }
+}
+
+/// Arrays of earlier passes by shape, reused so that a training loop does not map, fault in
+/// and unmap fresh pages every step. A thread keeps what its largest step needed (the arrays
+/// one step's tape would allocate anyway: about 30 MB for the bench's CNF, 5 MB for its
+/// coupling flow).
+#[derive(Default)]
+pub(crate) struct Pool(HashMap<(usize, usize), Vec<Array2<f64>>>);
+
+impl Pool {
+    /// An `(rows, cols)` array with stale contents (the caller overwrites every entry).
+    pub(crate) fn take(&mut self, rows: usize, cols: usize) -> Array2<f64> {
+        self.0
+            .get_mut(&(rows, cols))
+            .and_then(Vec::pop)
+            .unwrap_or_else(|| Array2::zeros((rows, cols)))
+    }
+
+    /// An `(rows, cols)` array of zeros.
+    pub(crate) fn zeros(&mut self, rows: usize, cols: usize) -> Array2<f64> {
+        let mut a = self.take(rows, cols);
+        a.fill(0.0);
+        a
+    }
+
+    /// Keeps `a` for a later [`Pool::take`].
+    pub(crate) fn put(&mut self, a: Array2<f64>) {
+        self.0.entry(a.dim()).or_default().push(a);
+    }
+
+    /// Keeps every array of `it`.
+    pub(crate) fn extend(&mut self, it: impl IntoIterator<Item = Array2<f64>>) {
+        it.into_iter().for_each(|a| self.put(a));
+    }
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// This thread's pool (empty on first use); hand it back with [`give_pool`].
+pub(crate) fn take_pool() -> Pool {
+    POOL.with(|p| std::mem::take(&mut *p.borrow_mut()))
+}
+
+/// Returns a pass's pool to this thread.
+pub(crate) fn give_pool(pool: Pool) {
+    POOL.with(|p| *p.borrow_mut() = pool);
 }
 
 /// A constant `(n, 1)` column of ones, for broadcasting rows with `matmul`.
