@@ -1038,7 +1038,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             .with_context(|| format!("--steps {v}: give a whole number of at least 2"))?,
         None => 200,
     };
-    let python = flag_value(args, "--python")?.unwrap_or_else(|| "/work/venv/bin/python".into());
+    let python = flag_value(args, "--python")?.unwrap_or_else(|| "python3".into());
     let out = flag_value(args, "--out")?.unwrap_or_else(|| "docs/benchmarks.md".into());
     let fm = Fm::new(flag_value(args, "--fm")?.as_deref().map(Path::new))?;
     let command = format!("cargo xtask bench-nflows {}", args.join(" "));
