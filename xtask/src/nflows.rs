@@ -1224,8 +1224,8 @@ fn bench_table(
          sides, batch 256, Adam lr 1e-3, gradient norm clipped at 10, {steps} steps, seed 0.\n\
          Ours: `fm train --model coupling --layers 8 --hidden 64,64 --activation relu` and\n\
          `fm train --model cnf-mle --hidden 64,64 --activation elu --cnf-solver rk4 --solver-steps\n\
-         {solver_steps} --eval-steps {eval_steps}` (f64, exact divergence, RK4 steps recorded on the\n\
-         tape). zuko: `RealNVP(2, transforms=8, hidden_features=(64, 64))` (ReLU) and\n\
+         {solver_steps} --eval-steps {eval_steps}` (f64, exact divergence, backpropagated\n\
+         through the RK4 stages by fm-nf's fused pass). zuko: `RealNVP(2, transforms=8, hidden_features=(64, 64))` (ReLU) and\n\
          `CNF(2, hidden_features=(64, 64), exact=True)` (ELU, 3-frequency time embedding), f32;\n\
          `cnf (rk4)` replaces zuko's integrator by a fixed-step RK4 autograd records ({solver_steps}\n\
          steps for training, {eval_steps} for the test likelihood) — the same scheme as ours;\n\
