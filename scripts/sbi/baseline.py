@@ -154,7 +154,7 @@ def train_lampe(theta, x, args):
         loss.backward()
         opt.step()
         if step % 100 == 0 or step == args.steps - 1:
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     train_s = time.perf_counter() - start
     est.eval()
 

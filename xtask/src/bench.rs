@@ -93,11 +93,18 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "Times are criterion medians; a ratio compares a line with its baseline measured in \
              the same run."
         };
-        let text = format!(
+        let mut text = format!(
             "# Benchmarks\n\nMachine: {}.\n\nCommand: `cargo xtask bench{flags}`, which \
              summarises {source}.\n{ratios}\n\n{table}\n",
             machine(),
         );
+        // The section `cargo xtask bench-sbi --out` wrote is kept.
+        let old = std::fs::read_to_string(&out).unwrap_or_default();
+        if let Some(kept) =
+            crate::sbi::section_between(&old, crate::sbi::BENCH_BEGIN, crate::sbi::BENCH_END)
+        {
+            text = format!("{text}\n{kept}\n");
+        }
         write_atomic(Path::new(&out), &text)?;
         println!("wrote {out}");
     }

@@ -144,7 +144,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     match flag_value(args, "--task")?.as_deref() {
         None => {}
         Some("mixture6d") => return crate::mixture6d::run(args),
-        Some(other) => bail!("unknown reproduce task `{other}`; the tasks are: mixture6d"),
+        Some("sbi") => return crate::sbi::run(args),
+        Some(other) => bail!("unknown reproduce task `{other}`; the tasks are: mixture6d, sbi"),
     }
     let quick = args.iter().any(|a| a == "--quick");
     let seeds = match flag_value(args, "--seeds")? {
