@@ -26,10 +26,18 @@ impl TimeFeatures {
     }
 }
 
-/// The architecture of an [`MlpOf`](crate::MlpOf): `d` data columns plus the time features in,
-/// the hidden widths with one activation, `d` columns out.
+/// The architecture of an [`MlpOf`](crate::MlpOf): `d` data columns, the time features and
+/// `k = context` context columns in (input layout `[x, time features, c]`), the hidden widths
+/// with one activation, `d` columns out.
 ///
-/// `Default` is TorchCFM's 2-D model: `dim = 2`, `hidden = [64, 64, 64]`, SELU, raw `t`.
+/// `Default` is TorchCFM's 2-D model: `dim = 2`, `hidden = [64, 64, 64]`, SELU, raw `t`, no
+/// context.
+///
+/// ```
+/// use fm_autograd::{MlpConfig, TimeFeatures};
+/// let cfg = MlpConfig { dim: 2, context: 3, time_features: TimeFeatures::Fourier { frequencies: 2 }, ..Default::default() };
+/// assert_eq!(cfg.input_width(), 2 + 4 + 3);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MlpConfig {
     /// The data dimension `d` (input and output width).
@@ -40,6 +48,14 @@ pub struct MlpConfig {
     pub activation: Activation,
     /// How `t` is fed in.
     pub time_features: TimeFeatures,
+    /// The number `k` of context columns `c` (conditional fields `v_θ(t, x, c)`); 0 for an
+    /// unconditional network. Files written before contexts existed read as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context: usize,
+}
+
+fn is_zero(k: &usize) -> bool {
+    *k == 0
 }
 
 impl Default for MlpConfig {
@@ -49,6 +65,7 @@ impl Default for MlpConfig {
             hidden: vec![64, 64, 64],
             activation: Activation::Selu,
             time_features: TimeFeatures::Raw,
+            context: 0,
         }
     }
 }
@@ -80,9 +97,9 @@ impl MlpConfig {
         Ok(())
     }
 
-    /// The input width `d + width of the time features`.
+    /// The input width `d + width of the time features + k`.
     pub fn input_width(&self) -> usize {
-        self.dim + self.time_features.width()
+        self.dim + self.time_features.width() + self.context
     }
 
     /// The `(out, in)` shape of every linear layer, first to last.

@@ -285,6 +285,48 @@ fn ranges(n: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Checks the context `c` of a batch of `n` rows against a network with `k` context columns:
+/// `k = 0` takes no context (or an `(n, 0)` one), `k > 0` needs a finite `(n, k)` array.
+fn check_context<'a>(
+    c: Option<ArrayView2<'a, f64>>,
+    n: usize,
+    k: usize,
+) -> Result<Option<ArrayView2<'a, f64>>> {
+    match (c, k) {
+        (None, 0) => Ok(None),
+        (Some(c), 0) if c.ncols() == 0 && c.nrows() == n => Ok(None),
+        (Some(c), 0) => Err(shape_err(
+            "context c",
+            "no context (this network is unconditional)",
+            format!("{:?}", c.dim()),
+        )),
+        (None, k) => Err(shape_err(
+            "context c",
+            format!("({n}, {k}): this network is conditional, give one context row per point"),
+            "no context",
+        )),
+        (Some(c), k) => {
+            if c.dim() != (n, k) {
+                return Err(shape_err(
+                    "context c",
+                    format!("({n}, {k})"),
+                    format!("{:?}", c.dim()),
+                ));
+            }
+            check_finite("context c", c.iter())?;
+            Ok(Some(c))
+        }
+    }
+}
+
+/// Rows `a..b` of an optional context.
+fn ctx_rows<'a>(c: Option<ArrayView2<'a, f64>>, a: usize, b: usize) -> Option<ArrayView2<'a, f64>> {
+    c.map(|mut c| {
+        c.slice_axis_inplace(Axis(0), (a..b).into());
+        c
+    })
+}
+
 impl<F: Float> MlpOf<F> {
     /// A new network with PyTorch's `nn.Linear` initialisation: every weight and bias of a
     /// layer with `fan_in` inputs uniform in `±1/√fan_in`, drawn from `rng` layer by layer
@@ -443,11 +485,13 @@ impl<F: Float> MlpOf<F> {
         pk: &Packed<F>,
         t: &[f64],
         x: ArrayView2<f64>,
+        c: Option<ArrayView2<f64>>,
         deriv: bool,
     ) {
         let rows = x.nrows();
         let nb = rows.div_ceil(LANES);
         let d = self.config.dim;
+        let c0 = d + self.config.time_features.width();
         let in0p = pad(self.layers[0].inp);
         for (blk, hb) in w.h[0][..nb * in0p].chunks_exact_mut(in0p).enumerate() {
             hb.iter_mut().for_each(|l| *l = Line::zero());
@@ -466,6 +510,11 @@ impl<F: Float> MlpOf<F> {
                             hb[d + j].0[lane] = a.sin();
                             hb[d + k + j].0[lane] = a.cos();
                         }
+                    }
+                }
+                if let Some(c) = &c {
+                    for (j, &v) in c.row(i).iter().enumerate() {
+                        hb[c0 + j].0[lane] = F::from_f64(v);
                     }
                 }
             }
@@ -608,8 +657,33 @@ impl<F: Float> MlpOf<F> {
     }
 
     /// `v_θ(t_i, x_i)` for every row: `t` has length `n`, `x` shape `(n, d)`; the output is `(n, d)`.
+    /// A conditional network (`context > 0`) needs [`MlpOf::forward_ctx`].
     pub fn forward(&self, t: ArrayView1<f64>, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        self.forward_ctx(t, x, None)
+    }
+
+    /// `v_θ(t_i, x_i, c_i)` for every row, `c` of shape `(n, k)` with `k = config().context`
+    /// (`None` for an unconditional network). A missing context, one of the wrong shape or a
+    /// non-finite one is an error.
+    ///
+    /// ```
+    /// use fm_autograd::{Mlp, MlpConfig};
+    /// let cfg = MlpConfig { context: 1, hidden: vec![8], ..Default::default() };
+    /// let mlp = Mlp::new(&cfg, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)).unwrap();
+    /// let (t, x) = (ndarray::array![0.5, 0.5], ndarray::array![[0.0, 1.0], [0.0, 1.0]]);
+    /// let c = ndarray::array![[-1.0], [1.0]];
+    /// let v = mlp.forward_ctx(t.view(), x.view(), Some(c.view())).unwrap();
+    /// assert_ne!(v.row(0), v.row(1)); // same (t, x), different contexts
+    /// assert!(mlp.forward(t.view(), x.view()).is_err()); // the context is required
+    /// ```
+    pub fn forward_ctx(
+        &self,
+        t: ArrayView1<f64>,
+        x: ArrayView2<f64>,
+        c: Option<ArrayView2<f64>>,
+    ) -> Result<Array2<f64>> {
         check_batch(&t, &x, self.config.dim)?;
+        let c = check_context(c, x.nrows(), self.config.context)?;
         let n = x.nrows();
         let d = self.config.dim;
         let mut out = Array2::zeros((n, d));
@@ -620,7 +694,7 @@ impl<F: Float> MlpOf<F> {
         let pk = self.packed();
         let parts = self.chunked(n, |w, a, b| {
             let x = x.slice_axis(Axis(0), (a..b).into());
-            self.forward_chunk(w, pk, &t[a..b], x, false);
+            self.forward_chunk(w, pk, &t[a..b], x, ctx_rows(c, a, b), false);
             unblock(&w.out, b - a, pad(d), d)
         });
         for (o, v) in out.iter_mut().zip(parts.iter().flatten()) {
@@ -637,8 +711,29 @@ impl<F: Float> MlpOf<F> {
         x: ArrayView2<f64>,
         target: ArrayView2<f64>,
     ) -> Result<(f64, GradsOf<F>)> {
+        self.loss_and_grad_ctx(t, x, None, target)
+    }
+
+    /// [`MlpOf::loss_and_grad`] of a conditional network: the loss of `v_θ(t, x, c)` (`c` as in
+    /// [`MlpOf::forward_ctx`]).
+    ///
+    /// ```
+    /// use fm_autograd::{Mlp, MlpConfig};
+    /// let mlp = Mlp::new(&MlpConfig { context: 2, ..Default::default() }, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)).unwrap();
+    /// let (t, x) = (ndarray::array![0.5], ndarray::array![[0.0, 1.0]]);
+    /// let c = ndarray::array![[3.0, -1.0]];
+    /// let (loss, grads) = mlp.loss_and_grad_ctx(t.view(), x.view(), Some(c.view()), x.view()).unwrap();
+    /// assert!(loss.is_finite() && grads.norm() > 0.0);
+    /// ```
+    pub fn loss_and_grad_ctx(
+        &self,
+        t: ArrayView1<f64>,
+        x: ArrayView2<f64>,
+        c: Option<ArrayView2<f64>>,
+        target: ArrayView2<f64>,
+    ) -> Result<(f64, GradsOf<F>)> {
         let mut grads = GradsOf::zeros(self);
-        let loss = self.loss_and_grad_into(t, x, target, &mut grads)?;
+        let loss = self.loss_and_grad_into_ctx(t, x, c, target, &mut grads)?;
         Ok((loss, grads))
     }
 
@@ -651,7 +746,29 @@ impl<F: Float> MlpOf<F> {
         target: ArrayView2<f64>,
         grads: &mut GradsOf<F>,
     ) -> Result<f64> {
+        self.loss_and_grad_into_ctx(t, x, None, target, grads)
+    }
+
+    /// [`MlpOf::loss_and_grad_into`] of a conditional network (`c` as in [`MlpOf::forward_ctx`]).
+    ///
+    /// ```
+    /// use fm_autograd::{Grads, Mlp, MlpConfig};
+    /// let mlp = Mlp::new(&MlpConfig { context: 1, ..Default::default() }, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)).unwrap();
+    /// let mut grads = Grads::zeros(&mlp);
+    /// let (t, x, c) = (ndarray::array![0.5], ndarray::array![[0.0, 1.0]], ndarray::array![[2.0]]);
+    /// let loss = mlp.loss_and_grad_into_ctx(t.view(), x.view(), Some(c.view()), x.view(), &mut grads).unwrap();
+    /// assert!(loss.is_finite());
+    /// ```
+    pub fn loss_and_grad_into_ctx(
+        &self,
+        t: ArrayView1<f64>,
+        x: ArrayView2<f64>,
+        c: Option<ArrayView2<f64>>,
+        target: ArrayView2<f64>,
+        grads: &mut GradsOf<F>,
+    ) -> Result<f64> {
         check_batch(&t, &x, self.config.dim)?;
+        let c = check_context(c, x.nrows(), self.config.context)?;
         if target.dim() != x.dim() {
             return Err(shape_err(
                 "target",
@@ -674,7 +791,8 @@ impl<F: Float> MlpOf<F> {
         let dp = pad(d);
         let chunk = |w: &mut Work<F>, gr: &mut [F], a: usize, b: usize| -> f64 {
             let rows = b - a;
-            self.forward_chunk(w, pk, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
+            let xs = x.slice_axis(Axis(0), (a..b).into());
+            self.forward_chunk(w, pk, &t[a..b], xs, ctx_rows(c, a, b), true);
             let mut sq = 0.0;
             let tg = target.slice_axis(Axis(0), (a..b).into());
             let nb = rows.div_ceil(LANES);
@@ -727,7 +845,28 @@ impl<F: Float> MlpOf<F> {
         x: ArrayView2<f64>,
         cot: ArrayView2<f64>,
     ) -> Result<Array2<f64>> {
+        self.vjp_ctx(t, x, None, cot)
+    }
+
+    /// [`MlpOf::vjp`] of a conditional network: `cotᵢᵀ · ∂v_θ(t_i, x_i, c_i)/∂x_i` (the context
+    /// is held fixed; `c` as in [`MlpOf::forward_ctx`]).
+    ///
+    /// ```
+    /// use fm_autograd::{Mlp, MlpConfig};
+    /// let mlp = Mlp::new(&MlpConfig { context: 1, ..Default::default() }, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)).unwrap();
+    /// let (t, x, c) = (ndarray::array![0.5], ndarray::array![[0.0, 1.0]], ndarray::array![[2.0]]);
+    /// let g = mlp.vjp_ctx(t.view(), x.view(), Some(c.view()), x.view()).unwrap();
+    /// assert_eq!(g.dim(), (1, 2));
+    /// ```
+    pub fn vjp_ctx(
+        &self,
+        t: ArrayView1<f64>,
+        x: ArrayView2<f64>,
+        c: Option<ArrayView2<f64>>,
+        cot: ArrayView2<f64>,
+    ) -> Result<Array2<f64>> {
         check_batch(&t, &x, self.config.dim)?;
+        let c = check_context(c, x.nrows(), self.config.context)?;
         if cot.dim() != x.dim() {
             return Err(shape_err(
                 "cotangent",
@@ -746,7 +885,8 @@ impl<F: Float> MlpOf<F> {
         let (dp, in0p) = (pad(d), pad(self.layers[0].inp));
         let parts = self.chunked(n, |w, a, b| {
             let rows = b - a;
-            self.forward_chunk(w, pk, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
+            let xs = x.slice_axis(Axis(0), (a..b).into());
+            self.forward_chunk(w, pk, &t[a..b], xs, ctx_rows(c, a, b), true);
             let nb = rows.div_ceil(LANES);
             w.ga[..nb * dp].iter_mut().for_each(|l| *l = Line::zero());
             let cot = cot.slice_axis(Axis(0), (a..b).into());
@@ -768,7 +908,27 @@ impl<F: Float> MlpOf<F> {
     /// `d` tangent directions `e_j` are pushed through the layers next to the activations (one
     /// extra matrix product of `d·n` rows per layer).
     pub fn divergence(&self, t: ArrayView1<f64>, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+        self.divergence_ctx(t, x, None)
+    }
+
+    /// [`MlpOf::divergence`] of a conditional network: `Σ_j ∂v_j(t, x, c)/∂x_j` with the context
+    /// held fixed (`c` as in [`MlpOf::forward_ctx`]).
+    ///
+    /// ```
+    /// use fm_autograd::{Mlp, MlpConfig};
+    /// let mlp = Mlp::new(&MlpConfig { context: 1, ..Default::default() }, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)).unwrap();
+    /// let (t, x, c) = (ndarray::array![0.5], ndarray::array![[0.0, 1.0]], ndarray::array![[2.0]]);
+    /// let div = mlp.divergence_ctx(t.view(), x.view(), Some(c.view())).unwrap();
+    /// assert!(div[0].is_finite());
+    /// ```
+    pub fn divergence_ctx(
+        &self,
+        t: ArrayView1<f64>,
+        x: ArrayView2<f64>,
+        c: Option<ArrayView2<f64>>,
+    ) -> Result<Array1<f64>> {
         check_batch(&t, &x, self.config.dim)?;
+        let c = check_context(c, x.nrows(), self.config.context)?;
         let (n, d) = x.dim();
         if n == 0 {
             return Ok(Array1::zeros(0));
@@ -781,7 +941,8 @@ impl<F: Float> MlpOf<F> {
         let parts = self.chunked(n, |w, a, b| {
             let rows = b - a;
             let nb = rows.div_ceil(LANES);
-            self.forward_chunk(w, pk, &t[a..b], x.slice_axis(Axis(0), (a..b).into()), true);
+            let xs = x.slice_axis(Axis(0), (a..b).into());
+            self.forward_chunk(w, pk, &t[a..b], xs, ctx_rows(c, a, b), true);
             let mut div = vec![0.0; rows];
             if last == 0 {
                 // A single affine map: the divergence is the trace of its square part.
@@ -837,6 +998,29 @@ impl<F: Float> MlpOf<F> {
         kind: Probe,
         rng: &mut R,
     ) -> Result<Array1<f64>> {
+        self.divergence_hutchinson_ctx(t, x, None, probes, kind, rng)
+    }
+
+    /// [`MlpOf::divergence_hutchinson`] of a conditional network (`c` as in
+    /// [`MlpOf::forward_ctx`]).
+    ///
+    /// ```
+    /// use fm_autograd::{Mlp, MlpConfig, Probe};
+    /// let mlp = Mlp::new(&MlpConfig { context: 1, ..Default::default() }, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)).unwrap();
+    /// let (t, x, c) = (ndarray::array![0.5], ndarray::array![[0.0, 1.0]], ndarray::array![[2.0]]);
+    /// let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    /// let est = mlp.divergence_hutchinson_ctx(t.view(), x.view(), Some(c.view()), 4, Probe::Rademacher, &mut rng).unwrap();
+    /// assert!(est[0].is_finite());
+    /// ```
+    pub fn divergence_hutchinson_ctx<R: Rng + ?Sized>(
+        &self,
+        t: ArrayView1<f64>,
+        x: ArrayView2<f64>,
+        c: Option<ArrayView2<f64>>,
+        probes: usize,
+        kind: Probe,
+        rng: &mut R,
+    ) -> Result<Array1<f64>> {
         if probes == 0 {
             return Err(AutogradError::InvalidParameter {
                 name: "probes",
@@ -845,6 +1029,7 @@ impl<F: Float> MlpOf<F> {
             });
         }
         check_batch(&t, &x, self.config.dim)?;
+        let c = check_context(c, x.nrows(), self.config.context)?;
         let mut est = Array1::zeros(x.nrows());
         for _ in 0..probes {
             let eps = Array2::from_shape_simple_fn(x.raw_dim(), || match kind {
@@ -857,7 +1042,7 @@ impl<F: Float> MlpOf<F> {
                 }
                 Probe::Gaussian => StandardNormal.sample(rng),
             });
-            let vj = self.vjp(t, x, eps.view())?;
+            let vj = self.vjp_ctx(t, x, c, eps.view())?;
             est += &(&vj * &eps).sum_axis(Axis(1));
         }
         Ok(est / probes as f64)
@@ -867,6 +1052,53 @@ impl<F: Float> MlpOf<F> {
     /// Returns the output `(n × d)` and one leaf per parameter tensor: for each layer the
     /// transposed weight `(in, out)` and the bias `(1, out)`.
     pub fn forward_graph(&self, g: &mut Graph<F>, t: Var, x: Var) -> Result<(Var, Vec<Var>)> {
+        self.forward_graph_ctx(g, t, x, None)
+    }
+
+    /// [`MlpOf::forward_graph`] of a conditional network: the input is `[x, time features, c]`
+    /// with `c` an `(n, k)` variable (`None` for an unconditional network).
+    ///
+    /// ```
+    /// use fm_autograd::{Graph, MlpConfig, MlpOf};
+    /// let mlp = MlpOf::<f64>::new(&MlpConfig { context: 1, ..Default::default() }, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)).unwrap();
+    /// let (t, x, c) = (ndarray::array![[0.5]], ndarray::array![[0.0, 1.0]], ndarray::array![[2.0]]);
+    /// let mut g = Graph::new();
+    /// let (tv, xv, cv) = (g.leaf(t.clone()), g.leaf(x.clone()), g.leaf(c.clone()));
+    /// let (out, _) = mlp.forward_graph_ctx(&mut g, tv, xv, Some(cv)).unwrap();
+    /// let fused = mlp.forward_ctx(t.column(0), x.view(), Some(c.view())).unwrap();
+    /// assert!((g.value(out) - &fused).iter().all(|v| v.abs() < 1e-12));
+    /// ```
+    pub fn forward_graph_ctx(
+        &self,
+        g: &mut Graph<F>,
+        t: Var,
+        x: Var,
+        c: Option<Var>,
+    ) -> Result<(Var, Vec<Var>)> {
+        let k = self.config.context;
+        match (c, k) {
+            (None, 0) => {}
+            (Some(cv), k) if k > 0 => {
+                let cols = g.value(cv).ncols();
+                if cols != k {
+                    return Err(shape_err(
+                        "context c",
+                        format!("(n, {k})"),
+                        format!("(n, {cols})"),
+                    ));
+                }
+            }
+            (None, k) => {
+                return Err(shape_err("context c", format!("(n, {k})"), "no context"));
+            }
+            (Some(_), _) => {
+                return Err(shape_err(
+                    "context c",
+                    "no context (this network is unconditional)",
+                    "a context",
+                ));
+            }
+        }
         let tf = match self.config.time_features {
             TimeFeatures::Raw => t,
             TimeFeatures::Fourier { frequencies: k } => {
@@ -879,7 +1111,10 @@ impl<F: Float> MlpOf<F> {
                 g.concat_cols(&[s, c])?
             }
         };
-        let mut h = g.concat_cols(&[x, tf])?;
+        let mut h = match c {
+            Some(cv) => g.concat_cols(&[x, tf, cv])?,
+            None => g.concat_cols(&[x, tf])?,
+        };
         let mut leaves = Vec::new();
         for l in 0..self.layers.len() {
             let w = g.leaf(self.weight(l).t().to_owned());
@@ -926,12 +1161,35 @@ impl<F: Float> MlpOf<F> {
         x: ArrayView2<f64>,
         target: ArrayView2<f64>,
     ) -> Result<(f64, GradsOf<F>)> {
+        self.loss_and_grad_tape_ctx(t, x, None, target)
+    }
+
+    /// [`MlpOf::loss_and_grad_tape`] of a conditional network (`c` as in
+    /// [`MlpOf::forward_ctx`]): the reference for [`MlpOf::loss_and_grad_ctx`].
+    ///
+    /// ```
+    /// use fm_autograd::{MlpConfig, MlpOf};
+    /// let mlp = MlpOf::<f64>::new(&MlpConfig { context: 1, ..Default::default() }, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0)).unwrap();
+    /// let (t, x, c) = (ndarray::array![0.5], ndarray::array![[0.0, 1.0]], ndarray::array![[2.0]]);
+    /// let (a, _) = mlp.loss_and_grad_tape_ctx(t.view(), x.view(), Some(c.view()), x.view()).unwrap();
+    /// let (b, _) = mlp.loss_and_grad_ctx(t.view(), x.view(), Some(c.view()), x.view()).unwrap();
+    /// assert!((a - b).abs() < 1e-12);
+    /// ```
+    pub fn loss_and_grad_tape_ctx(
+        &self,
+        t: ArrayView1<f64>,
+        x: ArrayView2<f64>,
+        c: Option<ArrayView2<f64>>,
+        target: ArrayView2<f64>,
+    ) -> Result<(f64, GradsOf<F>)> {
         check_batch(&t, &x, self.config.dim)?;
+        let c = check_context(c, x.nrows(), self.config.context)?;
         let mut g = Graph::new();
         let tv = g.leaf(t.mapv(F::from_f64).insert_axis(Axis(1)));
         let xv = g.leaf(x.mapv(F::from_f64));
+        let cv = c.map(|c| g.leaf(c.mapv(F::from_f64)));
         let yv = g.leaf(target.mapv(F::from_f64));
-        let (out, leaves) = self.forward_graph(&mut g, tv, xv)?;
+        let (out, leaves) = self.forward_graph_ctx(&mut g, tv, xv, cv)?;
         let loss = g.mse(out, yv)?;
         let store = g.backward(loss)?;
         Ok((

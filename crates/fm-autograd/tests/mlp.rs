@@ -29,6 +29,7 @@ fn config(d: usize, hidden: Vec<usize>, act: usize, fourier: usize) -> MlpConfig
         dim: d,
         hidden,
         activation: Activation::ALL[act],
+        context: 0,
         time_features: if fourier == 0 {
             TimeFeatures::Raw
         } else {

@@ -191,6 +191,9 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Conditional training (p(x | c)).
+    #[command(flatten)]
+    pub cond: crate::conditional::TrainContextArgs,
 }
 
 /// ODE solver settings shared by sample, eval and likelihood.
@@ -250,6 +253,9 @@ pub struct SampleArgs {
     /// Worker threads, default: the available cores (results are bit-identical for any number).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<i64>,
+    /// The context of a conditional model.
+    #[command(flatten)]
+    pub ctx: crate::conditional::QueryContextArgs,
 }
 
 /// `fm eval`.
@@ -339,6 +345,12 @@ pub struct LikelihoodArgs {
     /// Worker threads, default: the available cores (results are bit-identical for any number).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<i64>,
+    /// The context of a conditional model.
+    #[command(flatten)]
+    pub ctx: crate::conditional::QueryContextArgs,
+    /// Context columns of --data.
+    #[command(flatten)]
+    pub cols: crate::conditional::DataColumnsArgs,
 }
 
 /// `fm plot`.

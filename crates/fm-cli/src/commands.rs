@@ -164,8 +164,18 @@ fn train_setup(a: &TrainArgs, checkpoint: Option<PathBuf>) -> Result<TrainSetup>
         activation: a.activation.clone(),
         time_features: a.time_features.clone(),
     };
-    let (source, target) = datasets_pair(&a.source, &a.target)?;
-    let mut trainer = Trainer::new(source, target, matcher, objective, arch, params)?;
+    let mut trainer = match crate::conditional::train_data(&a.target, &a.cond)? {
+        Some((target, context, opts)) => {
+            let source = Dataset::parse(&a.source, Some(target.dim()))
+                .with_context(|| format!("--source {}", a.source))?;
+            Trainer::new(source, target, matcher, objective, arch, params)?
+                .context(context, opts)?
+        }
+        None => {
+            let (source, target) = datasets_pair(&a.source, &a.target)?;
+            Trainer::new(source, target, matcher, objective, arch, params)?
+        }
+    };
     let matrices = match trainer.matcher().spec().coupling {
         flow_matching::train::CouplingKind::Independent => 0.0,
         flow_matching::train::CouplingKind::Exact
@@ -236,7 +246,11 @@ fn train(a: TrainArgs, json: bool) -> Result<Report> {
         ),
     ];
     check_outputs(
-        &[("--source", src.as_deref()), ("--target", tgt.as_deref())],
+        &[
+            ("--source", src.as_deref()),
+            ("--target", tgt.as_deref()),
+            ("--context", a.cond.context.as_deref()),
+        ],
         &outs,
     )?;
     let stop = crate::interrupt::install(&[&a.out, &stop_checkpoint])?;
@@ -388,7 +402,7 @@ fn check_points_out(path: &Path, flag: &str) -> Result<()> {
 }
 
 /// Trajectory rows `(t, x_1..x_d)`, one block of `n` rows per recorded time.
-fn trajectory_rows(traj: &[(f64, Array2<f64>)]) -> Array2<f64> {
+pub(crate) fn trajectory_rows(traj: &[(f64, Array2<f64>)]) -> Array2<f64> {
     let (n, d) = traj.first().map(|(_, x)| x.dim()).unwrap_or((0, 0));
     let mut out = Array2::zeros((n * traj.len(), d + 1));
     for (k, (t, x)) in traj.iter().enumerate() {
@@ -444,7 +458,13 @@ fn sample(a: SampleArgs) -> Result<Report> {
             .as_deref()
             .map(|t| output("--trajectory", t, Kind::Points)),
     );
-    check_outputs(&[("--model", Some(&a.model))], &outs)?;
+    check_outputs(
+        &[
+            ("--model", Some(&a.model)),
+            ("--context-file", a.ctx.context_file.as_deref()),
+        ],
+        &outs,
+    )?;
     let mut written: Vec<&Path> = vec![&a.out];
     written.extend(a.trajectory.as_deref());
     crate::interrupt::install_quit(&written)?;
@@ -455,6 +475,10 @@ fn sample(a: SampleArgs) -> Result<Report> {
     let model = load_model(&a.model)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
+    if model.is_conditional() || a.ctx.any() {
+        return crate::conditional::sample(&a, &model, &opts)
+            .map_err(|e| integration_failure(e, &opts.solver, Some(opts.max_steps)));
+    }
     let chunk = sample_budget(&model, &opts)?;
     let start = Instant::now();
     let stats = if let Some(t) = &a.trajectory {
@@ -661,12 +685,42 @@ fn eval(a: EvalArgs) -> Result<Report> {
     Ok(r)
 }
 
+/// The likelihood options of `fm likelihood`'s flags.
+fn likelihood_options(a: &LikelihoodArgs) -> Result<metrics::LikelihoodOptions> {
+    let divergence = match a.hutchinson {
+        Some(k) => metrics::Divergence::Hutchinson {
+            probes: count("hutchinson", k, 10_000)?,
+            kind: metrics::ProbeKind::Rademacher,
+        },
+        None => metrics::Divergence::Exact,
+    };
+    let steps = a.steps.map(|k| count("steps", k, 10_000_000)).transpose()?;
+    check_solver(&a.solver)?;
+    let solver = flow_matching::ode::solver_by_name(&a.solver)?;
+    let adaptive = solver.is_adaptive();
+    Ok(metrics::LikelihoodOptions {
+        solver: a.solver.clone(),
+        steps: if adaptive {
+            steps
+        } else {
+            Some(steps.unwrap_or(100))
+        },
+        rtol: a.rtol.unwrap_or(1e-5),
+        atol: a.atol.unwrap_or(1e-5),
+        divergence,
+    })
+}
+
 fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     if let Some(o) = &a.out {
         check_points_out(o, "out")?;
         let data = spec_file(&a.data);
         check_outputs(
-            &[("--model", Some(&a.model)), ("--data", data.as_deref())],
+            &[
+                ("--model", Some(&a.model)),
+                ("--data", data.as_deref()),
+                ("--context-file", a.ctx.context_file.as_deref()),
+            ],
             &[output("--out", o, Kind::Points)],
         )?;
     }
@@ -675,6 +729,13 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
     }
     let model = load_model(&a.model)?;
     let dim = model.config.architecture.dim;
+    if model.is_conditional()
+        || a.ctx.any()
+        || a.cols.context_cols.is_some()
+        || a.cols.label_col.is_some()
+    {
+        return crate::conditional::likelihood(&a, &model, &likelihood_options(&a)?);
+    }
     if !model.config.source.starts_with("gaussian") {
         bail!(input(format!(
             "{}: likelihoods need a model trained from --source gaussian (this one's source is {})",
@@ -710,28 +771,7 @@ fn likelihood(a: LikelihoodArgs) -> Result<Report> {
         _ => (ds.sample(n, &mut rng)?, None),
     };
     let subsampled = rows_in_file.is_some_and(|r| r > x.nrows());
-    let divergence = match a.hutchinson {
-        Some(k) => metrics::Divergence::Hutchinson {
-            probes: count("hutchinson", k, 10_000)?,
-            kind: metrics::ProbeKind::Rademacher,
-        },
-        None => metrics::Divergence::Exact,
-    };
-    let steps = a.steps.map(|k| count("steps", k, 10_000_000)).transpose()?;
-    check_solver(&a.solver)?;
-    let solver = flow_matching::ode::solver_by_name(&a.solver)?;
-    let adaptive = solver.is_adaptive();
-    let opts = metrics::LikelihoodOptions {
-        solver: a.solver.clone(),
-        steps: if adaptive {
-            steps
-        } else {
-            Some(steps.unwrap_or(100))
-        },
-        rtol: a.rtol.unwrap_or(1e-5),
-        atol: a.atol.unwrap_or(1e-5),
-        divergence,
-    };
+    let opts = likelihood_options(&a)?;
     let field = model.field(!a.no_ema)?;
     let start = Instant::now();
     let ll = metrics::log_likelihood(field.as_ref(), x.view(), &opts, &mut rng)

@@ -87,6 +87,13 @@ const FM_ONLY: &[&str] = &[
     "checkpoint",
     "resume",
     "threads",
+    // Conditional training (crate::conditional::TRAIN_CONTEXT_FLAGS).
+    "context",
+    "context_cols",
+    "label_col",
+    "label_dropout",
+    "context_beta",
+    "no_zscore",
 ];
 
 /// Refuses the first of `ids` given on the command line: it does not apply to `what`.
@@ -421,6 +428,11 @@ pub fn sample(a: &SampleArgs, flow: &Flow, n: usize) -> Result<Report> {
     let what = format!("a {} model", flow.kind());
     refuse(SOLVER_FLAGS, &what, " (it samples by its own inverse)")?;
     refuse(&["trajectory"], &what, " (it has no trajectory to record)")?;
+    refuse(
+        crate::conditional::QUERY_CONTEXT_FLAGS,
+        &what,
+        " (normalizing flows are unconditional)",
+    )?;
     let mut rng = flow_matching::core::rng::seeded(a.seed);
     let start = Instant::now();
     let x = flow.sample(n, &mut rng)?;
@@ -469,6 +481,11 @@ pub fn likelihood(a: &LikelihoodArgs, flow: &Flow) -> Result<Report> {
         &["hutchinson", "solver", "steps", "rtol", "atol", "no_ema"],
         &what,
         " (its log-density is computed exactly by the model)",
+    )?;
+    refuse(
+        crate::conditional::QUERY_CONTEXT_FLAGS,
+        &what,
+        " (normalizing flows are unconditional)",
     )?;
     let dim = flow.dim();
     let ds = Dataset::parse(&a.data, Some(dim)).with_context(|| format!("--data {}", a.data))?;

@@ -13,6 +13,7 @@
 mod args;
 mod budget;
 mod commands;
+mod conditional;
 mod flows;
 mod interrupt;
 mod plot;

@@ -55,6 +55,7 @@ impl ArchConfig {
             hidden: self.hidden.clone(),
             activation,
             time_features,
+            context: 0,
         };
         cfg.check()?;
         Ok(cfg)

@@ -8,6 +8,9 @@
 //! * [`TrainParams`]: checked training settings; [`Trainer`]: the deterministic loop.
 //! * [`ModelFile`] / [`TrainedModel`]: one `.safetensors` file with a versioned JSON config.
 //! * [`MlpField`] / [`ScoreField`]: a trained network as a vector field for the ODE solvers.
+//! * Conditioning `p(x | c)`: [`Trainer::context`] with a [`Context`] (continuous vectors or
+//!   class labels) and [`ConditionOptions`]; the [`ContextLayout`] in the model file;
+//!   [`sample_conditional`] and the [`ConditionalField`] with classifier-free guidance.
 //!
 //! The loss is TorchCFM's: `mean over the batch and the d coordinates of (v_θ(t, x_t) − u_t)²`,
 //! i.e. the papers' `E ‖v_θ − u_t‖²` (Lipman et al. 2022, eq. 9; Tong et al. 2023, eq. 14)
@@ -37,6 +40,7 @@
 
 mod atomic;
 mod checkpoint;
+mod conditional;
 mod error;
 mod field;
 mod matcher;
@@ -51,6 +55,10 @@ mod trainer;
 
 pub use atomic::write_atomic;
 pub use checkpoint::{CHECKPOINT_FORMAT_VERSION, CHECKPOINT_KEY, Checkpoint, RunIdentity};
+pub use conditional::{
+    ConditionOptions, ConditionalField, Context, ContextKind, ContextLayout, ContextSource,
+    DEFAULT_CONTEXT_BETA, DEFAULT_LABEL_DROPOUT, Standardizer, sample_conditional,
+};
 pub use error::TrainError;
 pub use field::{MlpField, SCORE_ALPHA_FLOOR, SCORE_T_MAX, ScoreField};
 pub use matcher::{Batch, Matcher, NamedScheduler};

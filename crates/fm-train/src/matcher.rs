@@ -70,6 +70,9 @@ pub struct Batch {
     /// The regression targets: `u_t(x_t | z)` for flow matching, the noise `x_0` for score
     /// matching.
     pub target: Array2<f64>,
+    /// The network-input context of every row (conditional training), shape `(batch, k)`;
+    /// `None` for an unconditional batch.
+    pub c: Option<Array2<f64>>,
 }
 
 /// A matcher: the probability path and the coupling of a [`MatcherSpec`].
@@ -172,6 +175,45 @@ impl Matcher {
     ) -> Result<Batch, TrainError> {
         let pairing = self.coupling.pair(x_0, x_1, rng)?;
         let (x_0, x_1) = pairing.gather(x_0, x_1)?;
+        self.paired_batch(x_0, x_1, None, rng)
+    }
+
+    /// One conditional batch: `x_1` (targets) with their contexts `c_1` (one row each, any width)
+    /// and an independent source draw `x_0`, paired by a conditional `coupling` that never
+    /// pairs across contexts (see `fm_couplings::ConditionalCoupling`); each row of the batch
+    /// keeps the context of its target.
+    ///
+    /// ```
+    /// use fm_train::{Matcher, MatcherSpec, Objective};
+    /// let m = Matcher::new(&MatcherSpec::parse("otcfm", Some(0.1), None, None).unwrap(), Objective::Flow).unwrap();
+    /// let mut rng = fm_core::rng::seeded(0);
+    /// let x_0 = fm_core::StandardNormal::new(1).unwrap().sample(4, &mut rng);
+    /// let x_1 = ndarray::array![[-5.0], [5.0], [-4.0], [6.0]];
+    /// let c_1 = ndarray::array![[0.0], [1.0], [0.0], [1.0]];
+    /// let b = m.batch_conditional(x_0.view(), x_1.view(), c_1.view(), &fm_couplings::LabelOtCoupling::default(), &mut rng).unwrap();
+    /// assert_eq!(b.c.unwrap().dim(), (4, 1));
+    /// ```
+    pub fn batch_conditional(
+        &self,
+        x_0: ArrayView2<f64>,
+        x_1: ArrayView2<f64>,
+        c_1: ArrayView2<f64>,
+        coupling: &dyn fm_couplings::ConditionalCoupling,
+        rng: &mut dyn RngCore,
+    ) -> Result<Batch, TrainError> {
+        let pairing = coupling.pair_conditional(x_0, x_1, c_1, rng)?;
+        let (x_0, x_1) = pairing.gather(x_0, x_1)?;
+        let c = c_1.select(ndarray::Axis(0), &pairing.i1);
+        self.paired_batch(x_0, x_1, Some(c), rng)
+    }
+
+    fn paired_batch(
+        &self,
+        x_0: Array2<f64>,
+        x_1: Array2<f64>,
+        c: Option<Array2<f64>>,
+        rng: &mut dyn RngCore,
+    ) -> Result<Batch, TrainError> {
         let n = x_0.nrows();
         let t: Array1<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
         let s = self.path.sample(x_0.view(), x_1.view(), t.view(), rng)?;
@@ -183,6 +225,7 @@ impl Matcher {
             t,
             x_t: s.x_t,
             target,
+            c,
         })
     }
 }

@@ -111,6 +111,21 @@ pub struct ModelConfig {
     /// Whether the file holds EMA weights (used for sampling when present).
     #[serde(default)]
     pub has_ema: bool,
+    /// The context layout of a conditional model (absent, i.e. [`ContextKind::None`](crate::ContextKind::None),
+    /// for an unconditional one and in files written before conditioning).
+    #[serde(default, skip_serializing_if = "crate::ContextLayout::is_none")]
+    pub context: crate::ContextLayout,
+}
+
+impl ModelConfig {
+    /// The `fm-autograd` configuration of the network: the architecture's, with the context
+    /// width of [`ModelConfig::context`].
+    pub fn mlp_config(&self) -> Result<fm_autograd::MlpConfig, TrainError> {
+        let mut cfg = self.architecture.mlp_config()?;
+        cfg.context = self.context.input_width();
+        cfg.check()?;
+        Ok(cfg)
+    }
 }
 
 /// A model file in memory: its config, the weights and the optional EMA weights.
@@ -197,7 +212,7 @@ impl ModelFile {
                 ..t
             })
             .collect();
-        let expected = expected_shapes(&config.architecture)
+        let expected = expected_shapes(&config.architecture, config.context.input_width())
             .map_err(|reason| TrainError::bad_file(path, reason))?;
         check_shapes(path, "weights", &weights, expected.as_deref())?;
         let ema = if config.has_ema {
@@ -235,7 +250,7 @@ pub fn time_columns(spec: &str) -> Result<usize, String> {
 /// leave the input width open.
 type Shapes = Vec<(String, Vec<usize>)>;
 
-fn expected_shapes(arch: &ArchConfig) -> Result<Option<Shapes>, String> {
+fn expected_shapes(arch: &ArchConfig, context: usize) -> Result<Option<Shapes>, String> {
     if arch.dim == 0 || arch.dim > 1_000_000 {
         return Err(format!(
             "the architecture has dimension {}: expected 1 to 1000000",
@@ -252,7 +267,12 @@ fn expected_shapes(arch: &ArchConfig) -> Result<Option<Shapes>, String> {
         Ok(c) => c,
         Err(_) => return Ok(None),
     };
-    let mut widths = vec![arch.dim + tc];
+    if context > 1_000_000 {
+        return Err(format!(
+            "the context layout has {context} input columns: expected at most 1000000"
+        ));
+    }
+    let mut widths = vec![arch.dim + tc + context];
     widths.extend(arch.hidden.iter().copied());
     widths.push(arch.dim);
     let mut out = Vec::new();
@@ -366,6 +386,7 @@ mod tests {
                 steps_done: 10,
                 loss_history: vec![(10, 1.5)],
                 has_ema: true,
+                context: Default::default(),
             },
             ema: Some(w.clone()),
             weights: w,

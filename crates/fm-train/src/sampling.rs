@@ -71,6 +71,7 @@ pub fn sample(
             "give between 1 and 100000000 samples",
         ));
     }
+    model.check_unconditional()?;
     let dim = model.config.architecture.dim;
     let source = Dataset::parse(&model.config.source, Some(dim))?;
     let mut rng = fm_core::rng::seeded(opts.seed);
@@ -121,6 +122,7 @@ pub fn sample_chunked(
             format!("give between 1 and {MAX_SAMPLES} samples"),
         ));
     }
+    model.check_unconditional()?;
     if chunk == 0 {
         return Err(TrainError::param(
             "chunk",
@@ -185,7 +187,7 @@ pub fn sample_chunked(
 }
 
 /// The integrator of `opts` (checked).
-fn integrator(opts: &SampleOptions) -> Result<Integrator<'static>, TrainError> {
+pub(crate) fn integrator(opts: &SampleOptions) -> Result<Integrator<'static>, TrainError> {
     let solver = solver_by_name(&opts.solver)?;
     let adaptive = solver.is_adaptive();
     let mut integ = Integrator::new(solver).span(0.0, 1.0);

@@ -33,7 +33,7 @@ fn from_tensors(
     config: &ModelConfig,
     t: &[Tensor],
 ) -> Result<Mlp, TrainError> {
-    let cfg = config.architecture.mlp_config().map_err(|e| {
+    let cfg = config.mlp_config().map_err(|e| {
         TrainError::bad_file(path, format!("the stored architecture is invalid: {e}"))
     })?;
     let mut raw = Vec::with_capacity(t.len());
@@ -88,6 +88,26 @@ impl TrainedModel {
         })
     }
 
+    /// An error naming the missing context if the model is conditional.
+    pub(crate) fn check_unconditional(&self) -> Result<(), TrainError> {
+        let c = &self.config.context;
+        if c.is_none() {
+            return Ok(());
+        }
+        let how = match c.kind {
+            crate::ContextKind::Labels => format!("a label (--label K, one of {:?})", c.labels),
+            _ => format!(
+                "a context of {} values (--context or --context-file)",
+                c.width
+            ),
+        };
+        Err(TrainError::param(
+            "context",
+            "missing",
+            format!("this model is conditional: give {how}"),
+        ))
+    }
+
     /// The network used for sampling: the EMA network if there is one and `use_ema`.
     pub fn network(&self, use_ema: bool) -> &Mlp {
         match (&self.ema, use_ema) {
@@ -98,7 +118,10 @@ impl TrainedModel {
 
     /// The model's velocity field `v(t, x)` (EMA weights if present and `use_ema`): the
     /// network itself for flow matching, the probability-flow field for score matching.
+    /// A conditional model has no field without a context: an error naming the fix (use
+    /// [`TrainedModel::conditional_field`] or [`crate::sample_conditional`]).
     pub fn field(&self, use_ema: bool) -> Result<Box<dyn VectorField + Send + Sync>, TrainError> {
+        self.check_unconditional()?;
         let mlp = self.network(use_ema).clone();
         Ok(match self.config.objective {
             Objective::Flow => Box::new(MlpField::new(mlp)),

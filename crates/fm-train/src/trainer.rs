@@ -157,6 +157,7 @@ pub struct Trainer {
     checkpoint: Option<PathBuf>,
     resume: bool,
     stop: Option<Arc<AtomicBool>>,
+    cond: Option<crate::conditional::Conditioning>,
 }
 
 impl Trainer {
@@ -201,7 +202,62 @@ impl Trainer {
             checkpoint: None,
             resume: false,
             stop: None,
+            cond: None,
         })
+    }
+
+    /// Trains the conditional model `p(x | c)`: row `i` of the target (which must be a set of
+    /// points, [`Dataset::Points`]) has context row `i` of `context` (continuous vectors or class
+    /// labels). Each batch draws target rows jointly with their contexts; the source stays
+    /// independent of the context. With an OT matcher the coupling is exact OT within each
+    /// label ([`LabelOtCoupling`](fm_couplings::LabelOtCoupling)) or conditional OT with weight
+    /// `opts.beta` ([`ConditionalOtCoupling`](fm_couplings::ConditionalOtCoupling)); never plain
+    /// OT across contexts. Labels are fed one-hot with a "no label" entry that replaces a label
+    /// with probability `opts.label_dropout`. With `opts.zscore` the targets and continuous
+    /// contexts are z-scored (stats in the model file). Only flow matching (`Objective::Flow`)
+    /// and the independent or exact couplings are supported.
+    ///
+    /// ```
+    /// use fm_train::{ArchConfig, ConditionOptions, Context, MatcherSpec, Objective, Trainer, TrainParams};
+    /// let x = ndarray::Array2::from_shape_fn((100, 2), |(i, j)| (i % 4) as f64 + j as f64);
+    /// let labels: Vec<i64> = (0..100).map(|i| (i % 4) as i64).collect();
+    /// let target = fm_data::Dataset::Points(fm_data::Points::new("x", x).unwrap());
+    /// let source = fm_data::Dataset::parse("gaussian", Some(2)).unwrap();
+    /// let params = TrainParams::default().steps(3).batch(16).check().unwrap();
+    /// let m = MatcherSpec::parse("otcfm", Some(0.1), None, None).unwrap();
+    /// let out = Trainer::new(source, target, m, Objective::Flow, ArchConfig::default(), params)
+    ///     .unwrap()
+    ///     .context(Context::Labels(labels), ConditionOptions::default())
+    ///     .unwrap()
+    ///     .run(&mut |_| {})
+    ///     .unwrap();
+    /// assert_eq!(out.model.config.context.labels, vec![0, 1, 2, 3]);
+    /// ```
+    pub fn context(
+        mut self,
+        context: crate::Context,
+        opts: crate::ConditionOptions,
+    ) -> Result<Self, TrainError> {
+        let Dataset::Points(points) = &self.target else {
+            return Err(TrainError::param(
+                "target",
+                self.target.name(),
+                "a conditional model needs a target file whose rows align with the contexts, not a built-in distribution",
+            ));
+        };
+        self.cond = Some(crate::conditional::Conditioning::new(
+            points.data().view(),
+            &context,
+            self.matcher.spec(),
+            self.objective,
+            &opts,
+        )?);
+        Ok(self)
+    }
+
+    /// The context layout of a conditional trainer (`None` for an unconditional one).
+    pub fn context_layout(&self) -> Option<&crate::ContextLayout> {
+        self.cond.as_ref().map(|c| &c.layout)
     }
 
     /// Writes checkpoints to `path` (every `checkpoint_every` steps, and at the end).
@@ -273,8 +329,41 @@ impl Trainer {
         let mut rng = batch_rng(self.params.seed, step);
         let b = self.params.batch;
         let x_0 = self.source.sample(b, &mut rng)?;
+        if let Some(cond) = &self.cond {
+            return self.conditional_batch(cond, x_0, &mut rng);
+        }
         let x_1 = self.target.sample(b, &mut rng)?;
         self.matcher.batch(x_0.view(), x_1.view(), &mut rng)
+    }
+
+    /// Target rows drawn with replacement together with their contexts, label dropout, then the
+    /// conditional coupling and the path.
+    fn conditional_batch(
+        &self,
+        cond: &crate::conditional::Conditioning,
+        x_0: ndarray::Array2<f64>,
+        rng: &mut FmRng,
+    ) -> Result<Batch, TrainError> {
+        use rand::Rng;
+        let len = cond.x.nrows();
+        let idx: Vec<usize> = (0..x_0.nrows()).map(|_| rng.random_range(0..len)).collect();
+        let x_1 = cond.x.select(ndarray::Axis(0), &idx);
+        let mut c_1 = cond.c.select(ndarray::Axis(0), &idx);
+        let p = cond.layout.label_dropout;
+        if let (true, Some(null)) = (p > 0.0, cond.layout.null_row()) {
+            for mut row in c_1.rows_mut() {
+                if rng.random::<f64>() < p {
+                    row.assign(&null);
+                }
+            }
+        }
+        self.matcher.batch_conditional(
+            x_0.view(),
+            x_1.view(),
+            c_1.view(),
+            cond.coupling.as_ref(),
+            rng,
+        )
     }
 
     fn adam_config(&self) -> AdamConfig {
@@ -308,7 +397,8 @@ impl Trainer {
         on_step: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<TrainOutcome, TrainError> {
         let p = &self.params;
-        let cfg = self.arch.mlp_config()?;
+        let mut cfg = self.arch.mlp_config()?;
+        cfg.context = self.cond.as_ref().map_or(0, |c| c.layout.input_width());
         let identity = self.identity();
         // Fresh state; stream 0 of the seed initialises the network.
         let mut init_rng = fm_core::rng::seeded(p.seed);
@@ -411,9 +501,10 @@ impl Trainer {
 
         let mut train_step = |k: usize, batch: Batch| -> Result<ControlFlow<()>, TrainError> {
             let step = k + 1;
-            let loss = match mlp.loss_and_grad_into(
+            let loss = match mlp.loss_and_grad_into_ctx(
                 batch.t.view(),
                 batch.x_t.view(),
+                batch.c.as_ref().map(|c| c.view()),
                 batch.target.view(),
                 &mut grads,
             ) {
@@ -504,9 +595,10 @@ impl Trainer {
             return Err(self.diverged(done, f64::NAN, why, last_good));
         }
         let next = self.batch(done)?;
-        let final_check = mlp.loss_and_grad_into(
+        let final_check = mlp.loss_and_grad_into_ctx(
             next.t.view(),
             next.x_t.view(),
+            next.c.as_ref().map(|c| c.view()),
             next.target.view(),
             &mut grads,
         );
@@ -545,6 +637,11 @@ impl Trainer {
             steps_done: done,
             loss_history: history,
             has_ema: ema.is_some(),
+            context: self
+                .cond
+                .as_ref()
+                .map(|c| c.layout.clone())
+                .unwrap_or_default(),
         };
         Ok(TrainOutcome {
             model: TrainedModel {
