@@ -143,7 +143,7 @@ def train_lampe(theta, x, args):
     # Minibatches drawn by shuffled epochs (as a DataLoader with shuffle=True would).
     perm, pos = torch.randperm(n, generator=g), 0
     losses = []
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     for step in range(args.steps):
         if pos + args.batch > n:
             perm, pos = torch.randperm(n, generator=g), 0
@@ -155,7 +155,7 @@ def train_lampe(theta, x, args):
         opt.step()
         if step % 100 == 0 or step == args.steps - 1:
             losses.append(float(loss.detach()))
-    train_s = time.perf_counter() - start
+    train_s, train_cpu = time.perf_counter() - start, time.process_time() - cpu0
     est.eval()
 
     def sample(x_obs, n_samples):
@@ -174,6 +174,8 @@ def train_lampe(theta, x, args):
         "zscore": args.zscore,
         "train_seconds": train_s,
         "train_seconds_per_step": train_s / max(args.steps, 1),
+        "train_cpu_seconds": train_cpu,
+        "train_cpu_seconds_per_step": train_cpu / max(args.steps, 1),
         "final_loss": losses[-1] if losses else None,
         "sampler": "zuko FreeFormJacobianTransform (adaptive Dopri5, zuko's default tolerances)",
     }
@@ -196,9 +198,9 @@ def train_sbi(theta, x, task, args):
     inference = SNPE(prior=prior, density_estimator="nsf", device="cpu", show_progress_bars=False)
     th = torch.as_tensor(theta, dtype=torch.float32)
     xx = torch.as_tensor(x, dtype=torch.float32)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     de = inference.append_simulations(th, xx).train()
-    train_s = time.perf_counter() - start
+    train_s, train_cpu = time.perf_counter() - start, time.process_time() - cpu0
     epochs = inference._summary.get("epochs_trained", [None])[-1] if hasattr(
         inference, "_summary") else None
     posterior = inference.build_posterior(de)
@@ -216,6 +218,7 @@ def train_sbi(theta, x, task, args):
                     "without improvement",
         "epochs": epochs,
         "train_seconds": train_s,
+        "train_cpu_seconds": train_cpu,
         "zscore": "sbi default (independent)",
         "sampler": "sbi DirectPosterior (rejection to the prior support)",
     }
@@ -267,12 +270,12 @@ def main():
     for k in observations:
         ref, x_obs = obs[k]
         torch.manual_seed(1000 + k)
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         s = sample(x_obs, args.n_samples)
-        secs = time.perf_counter() - start
+        secs, cpu = time.perf_counter() - start, time.process_time() - cpu0
         f = out_dir / f"{args.method}-{args.budget}-obs{k}.csv"
         write_csv(f, s)
-        row = {"observation": k, "sample_seconds": secs, "samples": str(f.relative_to(ROOT))
+        row = {"observation": k, "sample_seconds": secs, "sample_cpu_seconds": cpu, "samples": str(f.relative_to(ROOT))
                if f.is_relative_to(ROOT) else str(f)}
         if not args.skip_c2st:
             c = run_fm(args.fm, ["c2st", "--a", str(ref), "--b", str(f)])
@@ -303,6 +306,10 @@ def main():
         "observations": per_obs,
         "c2st_mean": sum(c2sts) / len(c2sts) if c2sts else None,
         "sample_seconds_mean": sum(r["sample_seconds"] for r in per_obs) / len(per_obs),
+        "sample_cpu_seconds_mean": sum(r["sample_cpu_seconds"] for r in per_obs) / len(per_obs),
+        "timing": "wall seconds (time.perf_counter) and CPU seconds of this process "
+                  "(time.process_time; one torch thread), training loop and sampling only",
+        "load_average": list(os.getloadavg()),
         "metric": "fm c2st (sbibm-style: z-scored by the reference, MLP classifier, 5 folds) "
                   "against fm simulate --reference samples",
     }

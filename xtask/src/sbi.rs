@@ -241,12 +241,100 @@ fn f64_array(v: &Value) -> Option<Vec<f64>> {
     v.as_array()?.iter().map(Value::as_f64).collect()
 }
 
+/// A duration: wall seconds, and CPU seconds of the process where known. On a loaded machine
+/// the wall time measures the load as much as the code; the CPU time does not, so ratios use
+/// it when both sides have it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Time {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+impl Time {
+    fn scale(self, k: f64) -> Time {
+        Time {
+            wall: self.wall * k,
+            cpu: self.cpu.map(|c| c * k),
+        }
+    }
+
+    fn min(self, other: Time) -> Time {
+        Time {
+            wall: self.wall.min(other.wall),
+            cpu: match (self.cpu, other.cpu) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+
+    /// The mean of several times (CPU only if every one has it).
+    fn mean(ts: &[Time]) -> Time {
+        let n = ts.len().max(1) as f64;
+        Time {
+            wall: ts.iter().map(|t| t.wall).sum::<f64>() / n,
+            cpu: ts.iter().map(|t| t.cpu).sum::<Option<f64>>().map(|c| c / n),
+        }
+    }
+}
+
+/// `theirs / ours` on CPU time where both have it, else on wall time (marked).
+fn time_ratio(theirs: Time, ours: Time) -> String {
+    match (theirs.cpu, ours.cpu) {
+        (Some(t), Some(o)) => fmt_ratio(t, o),
+        _ => format!("{} (wall)", fmt_ratio(theirs.wall, ours.wall)),
+    }
+}
+
+/// `CPU (wall)` in milliseconds.
+fn fmt_ms(t: Option<Time>) -> String {
+    match t {
+        None => "—".into(),
+        Some(Time { wall, cpu: Some(c) }) => format!("{:.3} ({:.3})", c * 1e3, wall * 1e3),
+        Some(Time { wall, cpu: None }) => format!("— ({:.3})", wall * 1e3),
+    }
+}
+
+/// `CPU (wall)`, each in s or ms.
+fn fmt_time(t: Time) -> String {
+    match t.cpu {
+        Some(c) => format!("{} ({})", fmt_secs(c), fmt_secs(t.wall)),
+        None => format!("— ({})", fmt_secs(t.wall)),
+    }
+}
+
+/// CPU seconds of this process's waited-for children (`cutime + cstime` of `/proc/self/stat`,
+/// in USER_HZ = 100 ticks per second); `None` where there is no /proc.
+fn children_cpu_seconds() -> Option<f64> {
+    parse_children_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+fn parse_children_cpu(stat: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 16 and 17 of stat(5); `rest` starts at field 3.
+    let cutime: f64 = f.get(13)?.parse().ok()?;
+    let cstime: f64 = f.get(14)?.parse().ok()?;
+    Some((cutime + cstime) / 100.0)
+}
+
+/// `fm_json` with the wall and CPU seconds the command took.
+fn fm_json_timed(fm: &Path, args: &[String]) -> Result<(Value, Time)> {
+    let cpu0 = children_cpu_seconds();
+    let started = Instant::now();
+    let v = fm_json(fm, args)?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu0.zip(children_cpu_seconds()).map(|(a, b)| b - a);
+    Ok((v, Time { wall, cpu }))
+}
+
 /// One observation's figures of one method.
 #[derive(Debug, Clone, PartialEq)]
 struct ObsResult {
     observation: usize,
     c2st: Option<f64>,
-    sample_seconds: f64,
+    sample: Time,
 }
 
 /// Where a row of the table comes from.
@@ -271,7 +359,7 @@ struct MethodResult {
     /// Training steps, where the method has a fixed number.
     steps: Option<usize>,
     train_seconds: f64,
-    seconds_per_step: Option<f64>,
+    per_step: Option<Time>,
     per_obs: Vec<ObsResult>,
     source: Source,
 }
@@ -283,8 +371,8 @@ impl MethodResult {
             .then(|| v.iter().sum::<f64>() / v.len() as f64)
     }
 
-    fn sample_seconds_mean(&self) -> f64 {
-        self.per_obs.iter().map(|o| o.sample_seconds).sum::<f64>() / self.per_obs.len() as f64
+    fn sample_mean(&self) -> Time {
+        Time::mean(&self.per_obs.iter().map(|o| o.sample).collect::<Vec<_>>())
     }
 
     fn c2st_of(&self, observation: usize) -> Option<f64> {
@@ -324,9 +412,12 @@ fn parse_baseline(v: &Value, file: &str) -> Result<MethodResult> {
                     .with_context(|| format!("{file}: an observation without its number"))?
                     as usize,
                 c2st: o["c2st"].as_f64(),
-                sample_seconds: o["sample_seconds"]
-                    .as_f64()
-                    .with_context(|| format!("{file}: an observation without sample_seconds"))?,
+                sample: Time {
+                    wall: o["sample_seconds"].as_f64().with_context(|| {
+                        format!("{file}: an observation without sample_seconds")
+                    })?,
+                    cpu: o["sample_cpu_seconds"].as_f64(),
+                },
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -356,7 +447,10 @@ fn parse_baseline(v: &Value, file: &str) -> Result<MethodResult> {
         method,
         steps: v["steps"].as_u64().map(|x| x as usize),
         train_seconds: f("train_seconds")?,
-        seconds_per_step: v["train_seconds_per_step"].as_f64(),
+        per_step: v["train_seconds_per_step"].as_f64().map(|wall| Time {
+            wall,
+            cpu: v["train_cpu_seconds_per_step"].as_f64(),
+        }),
         per_obs,
         source: Source::Measured {
             file: file.to_string(),
@@ -444,11 +538,11 @@ fn c2st_table(results: &[MethodResult], observations: &[usize]) -> String {
     s
 }
 
-/// Wall times of ours beside lampe's for each task and budget where both exist.
+/// Times of ours beside lampe's for each task and budget where both exist.
 fn speed_table(ours: &[MethodResult], baselines: &[MethodResult]) -> String {
     let mut s = String::from(
-        "| task | simulations | ours ms/step | lampe ms/step | step ratio (lampe / ours) | \
-         ours sampling (10,000) | lampe sampling (10,000) | sampling ratio | mean C2ST ours / lampe |\n\
+        "| task | simulations | ours ms/step | lampe ms/step | step: lampe / ours | \
+         ours 10,000 samples | lampe 10,000 samples | sampling: lampe / ours | mean C2ST ours / lampe |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
     let mut any = false;
@@ -460,9 +554,8 @@ fn speed_table(ours: &[MethodResult], baselines: &[MethodResult]) -> String {
             continue;
         };
         any = true;
-        let ms = |v: Option<f64>| v.map_or("—".into(), |v| format!("{:.3}", v * 1e3));
-        let step_ratio = match (l.seconds_per_step, o.seconds_per_step) {
-            (Some(t), Some(u)) => fmt_ratio(t, u),
+        let step_ratio = match (l.per_step, o.per_step) {
+            (Some(t), Some(u)) => time_ratio(t, u),
             _ => "—".into(),
         };
         let _ = writeln!(
@@ -470,11 +563,11 @@ fn speed_table(ours: &[MethodResult], baselines: &[MethodResult]) -> String {
             "| {} | {} | {} | {} | {step_ratio} | {} | {} | {} | {} / {} |",
             o.task,
             o.budget,
-            ms(o.seconds_per_step),
-            ms(l.seconds_per_step),
-            fmt_secs(o.sample_seconds_mean()),
-            fmt_secs(l.sample_seconds_mean()),
-            fmt_ratio(l.sample_seconds_mean(), o.sample_seconds_mean()),
+            fmt_ms(o.per_step),
+            fmt_ms(l.per_step),
+            fmt_time(o.sample_mean()),
+            fmt_time(l.sample_mean()),
+            time_ratio(l.sample_mean(), o.sample_mean()),
             fmt_c2st(o.c2st_mean()),
             fmt_c2st(l.c2st_mean()),
         );
@@ -535,6 +628,20 @@ fn fm_binary(args: &[String], work: &Path) -> Result<PathBuf> {
     Ok(fm)
 }
 
+/// Time per training step: the `fm train` process's CPU seconds over the steps (start-up, data
+/// reading and the model write included, so it errs against us), and the trainer's own wall
+/// time per step.
+fn train_step_time(report: &Value, process: Time, steps: usize) -> Result<Time> {
+    let sps = report["steps_per_second"]
+        .as_f64()
+        .filter(|v| *v > 0.0)
+        .with_context(|| format!("fm train printed no steps_per_second: {report}"))?;
+    Ok(Time {
+        wall: 1.0 / sps,
+        cpu: process.scale(1.0 / steps as f64).cpu,
+    })
+}
+
 /// Trains FMPE on one budget and scores it on every observation.
 fn run_fmpe(
     fm: &Path,
@@ -561,18 +668,14 @@ fn run_fmpe(
         "--out".into(),
         p(&model),
     ]);
-    let t = fm_json(fm, &a)?;
+    let (t, time) = fm_json_timed(fm, &a)?;
     let train_seconds = t["wall_seconds"]
         .as_f64()
         .with_context(|| format!("fm train printed no wall_seconds: {t}"))?;
-    let seconds_per_step = t["steps_per_second"]
-        .as_f64()
-        .filter(|v| *v > 0.0)
-        .map(|v| 1.0 / v)
-        .unwrap_or(train_seconds / steps as f64);
+    let per_step = train_step_time(&t, time, steps)?;
     println!(
-        "  {task} n={budget}: trained {steps} steps in {train_seconds:.1} s ({:.3} ms/step)",
-        seconds_per_step * 1e3
+        "  {task} n={budget}: trained {steps} steps in {train_seconds:.1} s, {} ms/step CPU (wall)",
+        fmt_ms(Some(per_step))
     );
     let mut per_obs = Vec::new();
     let mut files = Vec::new();
@@ -590,11 +693,7 @@ fn run_fmpe(
         ]);
         a.extend(strings(SAMPLE_FLAGS));
         a.extend(["--force".into(), "--out".into(), p(&out)]);
-        let started = Instant::now();
-        let sj = fm_json(fm, &a)?;
-        let sample_seconds = sj["seconds"]
-            .as_f64()
-            .unwrap_or_else(|| started.elapsed().as_secs_f64());
+        let (_, sample) = fm_json_timed(fm, &a)?;
         let c = fm_json(
             fm,
             &[
@@ -609,12 +708,13 @@ fn run_fmpe(
             .as_f64()
             .with_context(|| format!("fm c2st printed no c2st: {c}"))?;
         println!(
-            "    observation {k}: {N_SAMPLES} samples in {sample_seconds:.2} s, C2ST {c2st:.4}"
+            "    observation {k}: {N_SAMPLES} samples in {} CPU (wall), C2ST {c2st:.4}",
+            fmt_time(sample)
         );
         per_obs.push(ObsResult {
             observation: *k,
             c2st: Some(c2st),
-            sample_seconds,
+            sample,
         });
         files.push(out);
     }
@@ -625,7 +725,7 @@ fn run_fmpe(
             method: "FMPE (ours)".into(),
             steps: Some(steps),
             train_seconds,
-            seconds_per_step: Some(seconds_per_step),
+            per_step: Some(per_step),
             per_obs,
             source: Source::ThisRun,
         },
@@ -920,8 +1020,12 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
 
     // Alternate ours and lampe `repeats` times; keep each side's fastest (the least disturbed
     // by other load on the machine).
-    let (mut ours_step, mut ours_sample) = (f64::INFINITY, f64::INFINITY);
-    let (mut lampe_step, mut lampe_sample) = (f64::INFINITY, f64::INFINITY);
+    let inf = Time {
+        wall: f64::INFINITY,
+        cpu: None,
+    };
+    let (mut ours_step, mut ours_sample) = (inf, inf);
+    let (mut lampe_step, mut lampe_sample) = (inf, inf);
     for r in 0..repeats {
         let o = run_fmpe_timed(&fm, &bench_dir, &td, &task, budget, steps)?;
         ours_step = ours_step.min(o.0);
@@ -953,18 +1057,16 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         run_cmd(&mut cmd)?;
         let v: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
         let l = parse_baseline(&v, &p(&json))?;
-        lampe_step = lampe_step.min(
-            l.seconds_per_step
-                .context("lampe JSON without a step time")?,
-        );
-        lampe_sample = lampe_sample.min(l.sample_seconds_mean());
+        let l_step = l.per_step.context("lampe JSON without a step time")?;
+        lampe_step = lampe_step.min(l_step);
+        lampe_sample = lampe_sample.min(l.sample_mean());
         println!(
-            "repeat {}: ours {:.3} ms/step, {:.2} s sampling; lampe {:.3} ms/step, {:.2} s sampling",
+            "repeat {}: ours {} ms/step, sampling {}; lampe {} ms/step, sampling {} (CPU (wall))",
             r + 1,
-            o.0 * 1e3,
-            o.1,
-            l.seconds_per_step.unwrap_or(f64::NAN) * 1e3,
-            l.sample_seconds_mean()
+            fmt_ms(Some(o.0)),
+            fmt_time(o.1),
+            fmt_ms(Some(l_step)),
+            fmt_time(l.sample_mean())
         );
     }
     let section = bench_section(
@@ -997,7 +1099,7 @@ fn run_fmpe_timed(
     task: &str,
     budget: usize,
     steps: usize,
-) -> Result<(f64, f64)> {
+) -> Result<(Time, Time)> {
     let (th, x) = td.train_files(budget);
     let model = dir.join(format!("{task}-{budget}-bench.safetensors"));
     let mut a = strings(&["train", "--target"]);
@@ -1011,11 +1113,8 @@ fn run_fmpe_timed(
         "--out".into(),
         p(&model),
     ]);
-    let t = fm_json(fm, &a)?;
-    let sps = t["steps_per_second"]
-        .as_f64()
-        .filter(|v| *v > 0.0)
-        .with_context(|| format!("fm train printed no steps_per_second: {t}"))?;
+    let (t, time) = fm_json_timed(fm, &a)?;
+    let per_step = train_step_time(&t, time, steps)?;
     let (k, _, x_obs) = td.observations.first().context("no observation")?;
     let out = dir.join(format!("ours-{task}-{budget}-obs{k}.csv"));
     let mut a = strings(&["sample", "--model"]);
@@ -1028,11 +1127,8 @@ fn run_fmpe_timed(
     ]);
     a.extend(strings(SAMPLE_FLAGS));
     a.extend(["--force".into(), "--out".into(), p(&out)]);
-    let s = fm_json(fm, &a)?;
-    let secs = s["seconds"]
-        .as_f64()
-        .with_context(|| format!("fm sample printed no seconds: {s}"))?;
-    Ok((1.0 / sps, secs))
+    let (_, sample) = fm_json_timed(fm, &a)?;
+    Ok((per_step, sample))
 }
 
 fn bench_section(
@@ -1041,38 +1137,51 @@ fn bench_section(
     budget: usize,
     steps: usize,
     repeats: usize,
-    ours: (f64, f64),
-    lampe: (f64, f64),
+    ours: (Time, Time),
+    lampe: (Time, Time),
 ) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
         "## FMPE against lampe (`cargo xtask bench-sbi`)\n\n\
-         Made by `{command}` on {}. Task {task}, {budget} simulations, the same CSV files for \
-         both; MLP 4 × 128 ELU, batch 256, Adam 1e-3, one thread each; {steps} training steps \
-         per measurement, the fastest of {repeats} alternating runs per side. Sampling: 10,000 \
-         posterior samples for observation 1 (ours `fm sample {}`; lampe zuko's adaptive \
-         Dopri5, rtol 1e-5, atol 1e-6). Python: `scripts/sbi/baseline.py --method lampe \
-         --skip-c2st` (set `FM_SBI_PYTHON` or `--python` to the interpreter with lampe).\n\n\
+         Made by `{command}` on {} (load average at the end: {}). Task {task}, {budget} \
+         simulations, the same CSV files for both; MLP 4 × 128 ELU, three time frequencies, \
+         batch 256, Adam 1e-3, one thread each; {steps} training steps per measurement, the \
+         fastest of {repeats} alternating runs per side. Sampling: 10,000 posterior samples for \
+         observation 1 (ours `fm sample {}`; lampe zuko's adaptive Dopri5, rtol 1e-5, atol \
+         1e-6). Python: `scripts/sbi/baseline.py --method lampe --skip-c2st` (set \
+         `FM_SBI_PYTHON` or `--python` to the interpreter with lampe). Times are CPU seconds \
+         with wall seconds in parentheses; ours is the whole `fm` process's CPU time (start-up \
+         and file writing included), lampe's only its training loop or sampling call; the \
+         ratios are on CPU time, which other load on the machine changes least.\n\n\
          | | ours | lampe | lampe / ours |\n|---|---|---|---|\n",
         machine(),
+        load_average(),
         SAMPLE_FLAGS.join(" "),
     );
     let _ = writeln!(
         s,
-        "| training step | {:.3} ms | {:.3} ms | **{}** |",
-        ours.0 * 1e3,
-        lampe.0 * 1e3,
-        fmt_ratio(lampe.0, ours.0)
+        "| training step (ms) | {} | {} | **{}** |",
+        fmt_ms(Some(ours.0)),
+        fmt_ms(Some(lampe.0)),
+        time_ratio(lampe.0, ours.0)
     );
     let _ = writeln!(
         s,
         "| 10,000 posterior samples | {} | {} | **{}** |",
-        fmt_secs(ours.1),
-        fmt_secs(lampe.1),
-        fmt_ratio(lampe.1, ours.1)
+        fmt_time(ours.1),
+        fmt_time(lampe.1),
+        time_ratio(lampe.1, ours.1)
     );
     s
+}
+
+/// `/proc/loadavg`'s first three fields, or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]
@@ -1084,12 +1193,13 @@ mod tests {
         json!({
             "task": "two_moons", "budget": 10000, "method": "lampe", "steps": 20000,
             "train_seconds": 100.0, "train_seconds_per_step": 0.005,
+            "train_cpu_seconds_per_step": 0.004,
             "date_utc": "2026-12-02T15:00:00Z",
             "versions": {"torch": "2.15.0", "lampe": "0.9.0"},
             "observations": [
-                {"observation": 1, "c2st": 0.6, "sample_seconds": 6.0},
-                {"observation": 2, "c2st": 0.7, "sample_seconds": 4.0},
-                {"observation": 3, "c2st": 0.65, "sample_seconds": 5.0}
+                {"observation": 1, "c2st": 0.6, "sample_seconds": 6.0, "sample_cpu_seconds": 5.0},
+                {"observation": 2, "c2st": 0.7, "sample_seconds": 4.0, "sample_cpu_seconds": 3.0},
+                {"observation": 3, "c2st": 0.65, "sample_seconds": 5.0, "sample_cpu_seconds": 4.0}
             ]
         })
     }
@@ -1100,9 +1210,16 @@ mod tests {
         assert_eq!((r.task.as_str(), r.budget), ("two_moons", 10_000));
         assert_eq!(r.method, "lampe FMPE");
         assert_eq!(r.steps, Some(20_000));
-        assert_eq!(r.seconds_per_step, Some(0.005));
+        assert_eq!(
+            r.per_step,
+            Some(Time {
+                wall: 0.005,
+                cpu: Some(0.004)
+            })
+        );
         assert!((r.c2st_mean().unwrap() - 0.65).abs() < 1e-12);
-        assert!((r.sample_seconds_mean() - 5.0).abs() < 1e-12);
+        let m = r.sample_mean();
+        assert!((m.wall - 5.0).abs() < 1e-12 && (m.cpu.unwrap() - 4.0).abs() < 1e-12);
         assert_eq!(r.c2st_of(2), Some(0.7));
         assert_eq!(r.c2st_of(4), None);
         match r.source {
@@ -1150,6 +1267,13 @@ mod tests {
         assert!(c2st_table(&[r], &[1, 2, 3]).contains("| — | 0.700 | 0.650 | **—** |"));
     }
 
+    fn cpu(c: f64) -> Time {
+        Time {
+            wall: 2.0 * c,
+            cpu: Some(c),
+        }
+    }
+
     fn ours(c: [f64; 3], step: f64, sample: f64) -> MethodResult {
         MethodResult {
             task: "two_moons".into(),
@@ -1157,12 +1281,12 @@ mod tests {
             method: "FMPE (ours)".into(),
             steps: Some(20_000),
             train_seconds: step * 20_000.0,
-            seconds_per_step: Some(step),
+            per_step: Some(cpu(step)),
             per_obs: (0..3)
                 .map(|i| ObsResult {
                     observation: i + 1,
                     c2st: Some(c[i]),
-                    sample_seconds: sample,
+                    sample: cpu(sample),
                 })
                 .collect(),
             source: Source::ThisRun,
@@ -1191,11 +1315,26 @@ mod tests {
     #[test]
     fn speed_table_divides_lampe_by_ours() {
         let lampe = parse_baseline(&baseline_json(), "x.json").unwrap();
-        // lampe 5 ms/step vs ours 0.25 ms → 20×; lampe 5 s sampling vs ours 0.4 s → 12.5×.
+        // CPU: lampe 4 ms/step vs ours 0.25 ms → 16×; lampe 4 s sampling (mean) vs ours
+        // 0.4 s → 10× (the wall times, twice ours and 5 ms / 5 s for lampe, are only shown).
         let t = speed_table(&[ours([0.5; 3], 2.5e-4, 0.4)], &[lampe]);
         let row = t.lines().nth(2).unwrap();
-        assert!(row.contains("| 0.250 | 5.000 | 20.0× |"), "{row}");
-        assert!(row.contains("| 400 ms | 5.00 s | 12.5× |"), "{row}");
+        assert!(
+            row.contains("| 0.250 (0.500) | 4.000 (5.000) | 16.0× |"),
+            "{row}"
+        );
+        assert!(
+            row.contains("| 400 ms (800 ms) | 4.00 s (5.00 s) | 10.0× |"),
+            "{row}"
+        );
+        // Without lampe's CPU times the ratio falls back to wall times and says so.
+        let mut v = baseline_json();
+        v.as_object_mut()
+            .unwrap()
+            .remove("train_cpu_seconds_per_step");
+        let lampe = parse_baseline(&v, "x.json").unwrap();
+        let t = speed_table(&[ours([0.5; 3], 2.5e-4, 0.4)], &[lampe]);
+        assert!(t.contains("| — (5.000) | 10.0× (wall) |"), "{t}");
         // Without lampe figures for the task, the table says so instead of inventing a ratio.
         let mut other = ours([0.5; 3], 2.5e-4, 0.4);
         other.task = "slcp".into();
@@ -1268,22 +1407,60 @@ mod tests {
 
     #[test]
     fn bench_section_reports_both_ratios() {
+        let lampe = (
+            Time {
+                wall: 6e-3,
+                cpu: Some(4.8e-3),
+            },
+            Time {
+                wall: 7.0,
+                cpu: Some(6.0),
+            },
+        );
         let s = bench_section(
             "cmd",
             "two_moons",
             10_000,
             500,
             2,
-            (4e-4, 0.5),
-            (4.8e-3, 6.0),
+            (cpu(4e-4), cpu(0.5)),
+            lampe,
         );
         assert!(
-            s.contains("| training step | 0.400 ms | 4.800 ms | **12.0×** |"),
+            s.contains("| training step (ms) | 0.400 (0.800) | 4.800 (6.000) | **12.0×** |"),
             "{s}"
         );
         assert!(
-            s.contains("| 10,000 posterior samples | 500 ms | 6.00 s | **12.0×** |"),
+            s.contains(
+                "| 10,000 posterior samples | 500 ms (1.00 s) | 6.00 s (7.00 s) | **12.0×** |"
+            ),
             "{s}"
         );
+    }
+
+    #[test]
+    fn children_cpu_is_read_after_the_command_name() {
+        // A command name with spaces and parentheses; utime 7, stime 8, cutime 250, cstime 50.
+        let stat = "1234 (fm (x) y) S 1 2 3 4 5 6 7 8 9 10 7 8 250 50 20 0 1 0";
+        assert_eq!(parse_children_cpu(stat), Some(3.0));
+        assert_eq!(parse_children_cpu("1234 (fm) S 1 2"), None);
+        // This process's own figure exists on Linux and only grows.
+        if let Some(a) = children_cpu_seconds() {
+            assert!(a >= 0.0 && children_cpu_seconds().unwrap() >= a);
+        }
+    }
+
+    #[test]
+    fn time_means_and_minima_keep_cpu_only_when_known() {
+        let m = Time::mean(&[cpu(1.0), cpu(3.0)]);
+        assert_eq!(m, cpu(2.0));
+        let none = Time {
+            wall: 1.0,
+            cpu: None,
+        };
+        assert_eq!(Time::mean(&[cpu(1.0), none]).cpu, None);
+        assert_eq!(cpu(1.0).min(cpu(0.5)), cpu(0.5));
+        assert_eq!(none.min(cpu(3.0)).cpu, Some(3.0));
+        assert_eq!(none.min(cpu(3.0)).wall, 1.0);
     }
 }
