@@ -955,12 +955,16 @@ fn results_section(
     s.push_str("C2ST accuracy (0.5 = indistinguishable from the reference; lower is better):\n\n");
     s.push_str(&c2st_table(&rows, observations));
     s.push_str(
-        "\nWall times (one thread each; training per step from `fm train`'s steps per second, \
-         sampling per observation of 10,000 posterior samples; lampe's from its results JSON, \
-         so a different run — `cargo xtask bench-sbi` measures both in one run):\n\n",
+        "\nTimes, CPU seconds with wall seconds in parentheses (one thread each; the machine \
+         was shared, so wall times carry other load and the ratios are on CPU time). Ours: \
+         training per step is the `fm train` process's CPU time over the steps (start-up and \
+         file writes included) and the trainer's wall time per step; sampling is the `fm \
+         sample` process for 10,000 posterior samples, mean over the observations. lampe's \
+         are from its results JSON (training loop and sampling call only), a different run: \
+         `cargo xtask bench-sbi` measures both in one run.\n\n",
     );
     s.push_str(&speed_table(ours, baselines));
-    let measured: Vec<String> = baselines
+    let measured: Vec<String> = rows
         .iter()
         .filter_map(|b| match &b.source {
             Source::Measured { file, versions, .. } => Some(format!("`{file}`: {versions}")),
