@@ -195,7 +195,14 @@ def train_sbi(theta, x, task, args):
         prior = torch.distributions.MultivariateNormal(
             a * torch.ones(d), covariance_matrix=b * torch.eye(d)
         )
-    inference = SNPE(prior=prior, density_estimator="nsf", device="cpu", show_progress_bars=False)
+    # sbi logs to TensorBoard under ./sbi-logs by default; keep that out of the work tree.
+    import tempfile
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=tempfile.mkdtemp(prefix="sbi-logs-"))
+    inference = SNPE(prior=prior, density_estimator="nsf", device="cpu", show_progress_bars=False,
+                     summary_writer=writer)
     th = torch.as_tensor(theta, dtype=torch.float32)
     xx = torch.as_tensor(x, dtype=torch.float32)
     start, cpu0 = time.perf_counter(), time.process_time()
