@@ -1017,10 +1017,10 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     let command = format!("cargo xtask bench-sbi {}", args.join(" "));
 
     let work = root().join("target/reproduce/sbi");
-    let fm = fm_binary(args, &work)?;
-    let td = ensure_data(&fm, &work.join("data"), &task, &[budget], &[1])?;
     let bench_dir = work.join("bench");
-    std::fs::create_dir_all(&bench_dir)?;
+    // Its own copy of the binary, so a `reproduce` run at the same time keeps its own.
+    let fm = fm_binary(args, &bench_dir)?;
+    let td = ensure_data(&fm, &work.join("data"), &task, &[budget], &[1])?;
 
     // Alternate ours and lampe `repeats` times; keep each side's fastest (the least disturbed
     // by other load on the machine).
