@@ -9,8 +9,8 @@
 //!   on a 6-D Gaussian mixture beside TorchCFM's measured figure (issue 20), into
 //!   `docs/results-6d.md`.
 //! * `cargo xtask reproduce --task sbi [--quick | --steps N] [--tasks a,b] [--budgets 1000,10000]
-//!   [--observations 1,2,3] [--fm PATH] [--out FILE] [--figure FILE]`: FMPE on the sbibm tasks
-//!   (issue 17), C2ST against the reference posteriors beside lampe's and sbi's measured figures
+//!   [--observations 1,2,3] [--ema 0,0.999] [--fm PATH] [--out FILE] [--figure FILE]`: FMPE on
+//!   the sbibm tasks (issue 17), C2ST against the reference posteriors beside lampe's and sbi's measured figures
 //!   (`scripts/sbi/results/*.json`), into `docs/results-sbi.md` and `docs/sbi-posteriors.png`.
 //! * `cargo xtask bench-sbi [--task T] [--budget N] [--steps S] [--repeats R] [--fm PATH]
 //!   [--python PY] [--out docs/benchmarks.md]`: our FMPE training step and posterior sampling
@@ -36,11 +36,14 @@ tasks:
                                             I-CFM on a 6-D mixture beside TorchCFM (default
                                             1,000 steps; --full: 20,000) into docs/results-6d.md
   reproduce --task sbi [--quick | --steps N] [--tasks a,b] [--budgets 1000,10000]
-                       [--observations 1,2,3] [--fm PATH] [--out FILE] [--figure FILE]
+                       [--observations 1,2,3] [--ema 0,0.999] [--fm PATH] [--out FILE]
+                       [--figure FILE]
                                             FMPE on the sbibm tasks: C2ST against the reference
                                             posteriors beside lampe/sbi (scripts/sbi/results),
                                             into docs/results-sbi.md (default 20,000 steps;
-                                            --quick: 2,000; --fm: use this fm binary)
+                                            --quick: 2,000; --ema: weight-averaging decays,
+                                            one row each, default 0 as lampe; --fm: use
+                                            this fm binary)
   bench-sbi [--task T] [--budget N] [--steps S] [--repeats R] [--fm PATH] [--python PY]
             [--out FILE]                    time our FMPE step and sampling against lampe's in
                                             one run, print the ratios (FM_SBI_PYTHON or --python:

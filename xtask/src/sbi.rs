@@ -48,7 +48,7 @@ pub(crate) const BENCH_BEGIN: &str =
     "<!-- cargo xtask bench-sbi: begin (generated; edits here are overwritten) -->";
 pub(crate) const BENCH_END: &str = "<!-- cargo xtask bench-sbi: end -->";
 
-/// `fm train` flags of FMPE with lampe's architecture (besides data, steps, seed and output).
+/// `fm train` flags of FMPE with lampe's architecture (besides data, steps, seed, EMA and output).
 const FMPE_FLAGS: &[&str] = &[
     "--matcher",
     "fm",
@@ -66,8 +66,6 @@ const FMPE_FLAGS: &[&str] = &[
     "1e-3",
     "--batch",
     "256",
-    "--ema",
-    "0",
     "--threads",
     "1",
 ];
@@ -642,6 +640,15 @@ fn train_step_time(report: &Value, process: Time, steps: usize) -> Result<Time> 
     })
 }
 
+/// "FMPE (ours)" for lampe's set-up (no weight averaging), else with the EMA decay named.
+fn method_label(ema: f64) -> String {
+    if ema == 0.0 {
+        "FMPE (ours)".into()
+    } else {
+        format!("FMPE (ours, EMA {ema})")
+    }
+}
+
 /// Trains FMPE on one budget and scores it on every observation.
 fn run_fmpe(
     fm: &Path,
@@ -650,15 +657,18 @@ fn run_fmpe(
     task: &str,
     budget: usize,
     steps: usize,
+    ema: f64,
 ) -> Result<(MethodResult, Vec<PathBuf>)> {
     let (th, x) = td.train_files(budget);
-    let model = runs.join(format!("{task}-{budget}-{steps}.safetensors"));
+    let model = runs.join(format!("{task}-{budget}-{steps}-ema{ema}.safetensors"));
     let mut a = strings(&["train", "--target"]);
     a.push(p(&th));
     a.push("--context".into());
     a.push(p(&x));
     a.extend(strings(FMPE_FLAGS));
     a.extend([
+        "--ema".into(),
+        ema.to_string(),
         "--steps".into(),
         steps.to_string(),
         "--seed".into(),
@@ -680,7 +690,7 @@ fn run_fmpe(
     let mut per_obs = Vec::new();
     let mut files = Vec::new();
     for (k, reference, x_obs) in &td.observations {
-        let out = runs.join(format!("{task}-{budget}-{steps}-obs{k}.csv"));
+        let out = runs.join(format!("{task}-{budget}-{steps}-ema{ema}-obs{k}.csv"));
         let mut a = strings(&["sample", "--model"]);
         a.extend([
             p(&model),
@@ -722,7 +732,7 @@ fn run_fmpe(
         MethodResult {
             task: task.into(),
             budget,
-            method: "FMPE (ours)".into(),
+            method: method_label(ema),
             steps: Some(steps),
             train_seconds,
             per_step: Some(per_step),
@@ -748,6 +758,7 @@ fn columns(rows: &[Vec<f64>], (i, j): (usize, usize), n: usize) -> Vec<(f64, f64
         .collect()
 }
 
+/// One row per task: the reference samples on the left, ours on the right, on the same axes.
 fn figure(out: &Path, panels: &[Panel]) -> Result<()> {
     static FONT: &[u8] = include_bytes!("../../crates/fm-cli/assets/DejaVuSans.ttf");
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
@@ -756,23 +767,18 @@ fn figure(out: &Path, panels: &[Panel]) -> Result<()> {
     }
     let tmp = out.with_extension("tmp.png");
     {
-        let cols = panels.len().min(2);
-        let rows = panels.len().div_ceil(cols);
-        let area =
-            BitMapBackend::new(&tmp, (560 * cols as u32, 520 * rows as u32)).into_drawing_area();
+        let area = BitMapBackend::new(&tmp, (1000, 460 * panels.len() as u32)).into_drawing_area();
         area.fill(&WHITE)?;
-        let cells = area.split_evenly((rows, cols));
-        let grey = RGBColor(120, 120, 120);
-        let blue = RGBColor(31, 119, 180);
-        for (panel, cell) in panels.iter().zip(cells.iter()) {
-            let all = panel.reference.iter().chain(&panel.ours);
+        let cells = area.split_evenly((panels.len(), 2));
+        let colors = [RGBColor(90, 90, 90), RGBColor(31, 119, 180)];
+        for (row, panel) in panels.iter().enumerate() {
             let (mut x0, mut x1, mut y0, mut y1) = (
                 f64::INFINITY,
                 f64::NEG_INFINITY,
                 f64::INFINITY,
                 f64::NEG_INFINITY,
             );
-            for &(x, y) in all {
+            for &(x, y) in panel.reference.iter().chain(&panel.ours) {
                 x0 = x0.min(x);
                 x1 = x1.max(x);
                 y0 = y0.min(y);
@@ -782,41 +788,26 @@ fn figure(out: &Path, panels: &[Panel]) -> Result<()> {
                 continue;
             }
             let (px, py) = (0.05 * (x1 - x0).max(1e-9), 0.05 * (y1 - y0).max(1e-9));
-            let mut chart = ChartBuilder::on(cell)
-                .caption(&panel.title, ("sans-serif", 18))
-                .margin(12)
-                .x_label_area_size(35)
-                .y_label_area_size(50)
-                .build_cartesian_2d(x0 - px..x1 + px, y0 - py..y1 + py)?;
-            chart
-                .configure_mesh()
-                .x_desc(format!("θ{}", PLOT_DIMS.0 + 1))
-                .y_desc(format!("θ{}", PLOT_DIMS.1 + 1))
-                .light_line_style(WHITE.mix(0.0))
-                .draw()?;
-            chart
-                .draw_series(
-                    panel
-                        .reference
-                        .iter()
-                        .map(|&q| Circle::new(q, 1, grey.mix(0.35).filled())),
-                )?
-                .label("reference")
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, grey.filled()));
-            chart
-                .draw_series(
-                    panel
-                        .ours
-                        .iter()
-                        .map(|&q| Circle::new(q, 1, blue.mix(0.35).filled())),
-                )?
-                .label("FMPE (ours)")
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, blue.filled()));
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
+            let sides = [
+                (format!("{}: reference", panel.title), &panel.reference),
+                (format!("{}: FMPE (ours)", panel.title), &panel.ours),
+            ];
+            for (col, (caption, pts)) in sides.iter().enumerate() {
+                let mut chart = ChartBuilder::on(&cells[2 * row + col])
+                    .caption(caption, ("sans-serif", 16))
+                    .margin(12)
+                    .x_label_area_size(35)
+                    .y_label_area_size(50)
+                    .build_cartesian_2d(x0 - px..x1 + px, y0 - py..y1 + py)?;
+                chart
+                    .configure_mesh()
+                    .x_desc(format!("θ{}", PLOT_DIMS.0 + 1))
+                    .y_desc(format!("θ{}", PLOT_DIMS.1 + 1))
+                    .light_line_style(WHITE.mix(0.0))
+                    .draw()?;
+                let c = colors[col];
+                chart.draw_series(pts.iter().map(|&q| Circle::new(q, 1, c.mix(0.4).filled())))?;
+            }
         }
         area.present()?;
     }
@@ -851,6 +842,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some(s) => parse_list(&s, "--observations")?,
         None => vec![1, 2, 3],
     };
+    // EMA decays of the weights sampling uses: 0 is lampe's set-up; each value is a row.
+    let emas: Vec<f64> = match flag_value(args, "--ema")? {
+        Some(s) => parse_list(&s, "--ema")?,
+        None => vec![0.0],
+    };
+    if emas.iter().any(|e| !(0.0..1.0).contains(e)) {
+        bail!("--ema: each decay must be in [0, 1)");
+    }
     if steps == 0 || budgets.contains(&0) || observations.iter().any(|&k| !(1..=3).contains(&k)) {
         bail!("--steps and --budgets must be at least 1, --observations between 1 and 3");
     }
@@ -870,15 +869,24 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut panels = Vec::new();
     for task in &tasks {
         let td = ensure_data(&fm, &data, task, &budgets, &observations)?;
-        for &b in &budgets {
-            let (r, files) = run_fmpe(&fm, &runs, &td, task, b, steps)?;
-            // The figure: the largest budget, the first observation.
+        for (&b, &ema) in budgets
+            .iter()
+            .flat_map(|b| emas.iter().map(move |e| (b, e)))
+        {
+            let (r, files) = run_fmpe(&fm, &runs, &td, task, b, steps, ema)?;
+            // The figure: the largest budget, the last EMA value, the first observation.
             if Some(&b) == budgets.iter().max()
+                && Some(&ema) == emas.last()
                 && let (Some((k, reference, _)), Some(f)) = (td.observations.first(), files.first())
             {
                 panels.push(Panel {
                     title: format!(
-                        "{task}, n = {b}, observation {k}: C2ST {}",
+                        "{task}, n = {b}, obs {k}{} (C2ST {})",
+                        if ema > 0.0 {
+                            format!(", EMA {ema}")
+                        } else {
+                            String::new()
+                        },
                         fmt_c2st(r.c2st_of(*k))
                     ),
                     reference: columns(&read_rows(reference)?, PLOT_DIMS, 5_000),
@@ -934,7 +942,8 @@ fn results_section(
         s,
         "## Generated: `{command}`\n\n\
          Ran in {total:.0} s on {} (every `fm` call single-threaded). FMPE: `fm train --target \
-         train-N-theta.csv --context train-N-x.csv {} --steps {steps} --seed 0`; `fm sample \
+         train-N-theta.csv --context train-N-x.csv {} --ema E --steps {steps} --seed 0` (E = 0, \
+         lampe's set-up without weight averaging, unless the row names an EMA decay); `fm sample \
          --context x_obs --n {N_SAMPLES} {} --seed k`; `fm c2st --a reference-k.csv --b \
          samples.csv` (5 folds). Simulations: `fm simulate --task T --n N --seed {TRAIN_SEED}`; \
          reference: `fm simulate --task T --reference --observation k --n {REFERENCE_N} --seed \
@@ -1109,6 +1118,8 @@ fn run_fmpe_timed(
     let mut a = strings(&["train", "--target"]);
     a.extend([p(&th), "--context".into(), p(&x)]);
     a.extend(strings(FMPE_FLAGS));
+    // lampe has no weight averaging; neither has this measurement.
+    a.extend(["--ema".into(), "0".into()]);
     a.extend([
         "--steps".into(),
         steps.to_string(),
@@ -1440,6 +1451,12 @@ mod tests {
             ),
             "{s}"
         );
+    }
+
+    #[test]
+    fn method_labels_name_the_ema_only_when_used() {
+        assert_eq!(method_label(0.0), "FMPE (ours)");
+        assert_eq!(method_label(0.999), "FMPE (ours, EMA 0.999)");
     }
 
     #[test]
