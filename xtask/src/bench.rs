@@ -1,6 +1,10 @@
 //! `cargo xtask bench`: run the criterion benches and summarise them in one table.
 
 use crate::{flag_value, machine, root, run_cmd, write_atomic};
+
+/// The markers around the criterion section of `docs/benchmarks.md`.
+const BEGIN: &str = "<!-- cargo xtask bench: begin (generated; edits here are overwritten) -->";
+const END: &str = "<!-- cargo xtask bench: end -->";
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -94,10 +98,19 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
              the same run."
         };
         let text = format!(
-            "# Benchmarks\n\nMachine: {}.\n\nCommand: `cargo xtask bench{flags}`, which \
+            "Machine: {}.\n\nCommand: `cargo xtask bench{flags}`, which \
              summarises {source}.\n{ratios}\n\n{table}\n",
             machine(),
         );
+        // Only the criterion section is replaced: the sections other tasks write (bench-nflows,
+        // bench-sbi) and notes written by hand in the same file stay.
+        let old = std::fs::read_to_string(&out).unwrap_or_default();
+        let old = if old.is_empty() {
+            "# Benchmarks\n\n".to_string()
+        } else {
+            old
+        };
+        let text = crate::splice(&old, BEGIN, END, &text);
         write_atomic(Path::new(&out), &text)?;
         println!("wrote {out}");
     }

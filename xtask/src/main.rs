@@ -11,12 +11,20 @@
 //! * `cargo xtask reproduce --task nflows [--quick] [--steps N] [--only T,T] [--fm PATH]`:
 //!   normalizing flows beside flow matching (issue 16), into `docs/results.md` and
 //!   `docs/nflows-densities.png`; `cargo xtask bench-nflows`: their training steps against zuko.
+//! * `cargo xtask reproduce --task sbi [--quick | --steps N] [--tasks a,b] [--budgets 1000,10000]
+//!   [--observations 1,2,3] [--ema 0,0.999] [--fm PATH] [--out FILE] [--figure FILE]`: FMPE on
+//!   the sbibm tasks (issue 17), C2ST against the reference posteriors beside lampe's and sbi's measured figures
+//!   (`scripts/sbi/results/*.json`), into `docs/results-sbi.md` and `docs/sbi-posteriors.png`.
+//! * `cargo xtask bench-sbi [--task T] [--budget N] [--steps S] [--repeats R] [--fm PATH]
+//!   [--python PY] [--out docs/benchmarks.md]`: our FMPE training step and posterior sampling
+//!   against lampe's, timed in the same run, with the ratios.
 
 mod bench;
 mod mixture6d;
 mod nflows;
 mod plot;
 mod reproduce;
+mod sbi;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -37,6 +45,19 @@ tasks:
   bench-nflows [--steps N] [--fm PATH] [--python PATH] [--out FILE]
                                             our coupling / CNF-MLE training steps against
                                             zuko's, into docs/benchmarks.md
+  reproduce --task sbi [--quick | --steps N] [--tasks a,b] [--budgets 1000,10000]
+                       [--observations 1,2,3] [--ema 0,0.999] [--fm PATH] [--out FILE]
+                       [--figure FILE]
+                                            FMPE on the sbibm tasks: C2ST against the reference
+                                            posteriors beside lampe/sbi (scripts/sbi/results),
+                                            into docs/results-sbi.md (default 20,000 steps;
+                                            --quick: 2,000; --ema: weight-averaging decays,
+                                            one row each, default 0 as lampe; --fm: use
+                                            this fm binary)
+  bench-sbi [--task T] [--budget N] [--steps S] [--repeats R] [--fm PATH] [--python PY]
+            [--out FILE]                    time our FMPE step and sampling against lampe's in
+                                            one run, print the ratios (FM_SBI_PYTHON or --python:
+                                            the interpreter with lampe)
   help                                      this text";
 
 fn main() -> Result<()> {
@@ -53,6 +74,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(rest),
         "reproduce" => reproduce::run(rest),
         "bench-nflows" => nflows::bench(rest),
+        "bench-sbi" => sbi::bench(rest),
         other => bail!("unknown xtask `{other}`; run `cargo xtask help`"),
     }
 }
@@ -108,7 +130,26 @@ pub(crate) fn machine() -> String {
 }
 
 /// Writes `text` to `path` atomically (temp file + rename).
+/// `old` with the block between the markers `begin` and `end` replaced by `section` (markers
+/// kept); without the markers, the block is appended. Generated sections of the docs are written
+/// this way, so the text around them (other tasks' sections, notes written by hand) survives.
+pub(crate) fn splice(old: &str, begin: &str, end: &str, section: &str) -> String {
+    let block = format!("{begin}\n{section}{end}\n");
+    match (old.find(begin), old.find(end)) {
+        (Some(b), Some(e)) if e > b => format!(
+            "{}{block}{}",
+            &old[..b],
+            old[e + end.len()..].trim_start_matches('\n')
+        ),
+        _ if old.is_empty() => block,
+        _ => format!("{}\n\n{block}", old.trim_end()),
+    }
+}
+
 pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension("md.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;

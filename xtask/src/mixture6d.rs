@@ -904,7 +904,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     );
     let out_path = root().join(&out);
     let old = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let doc = splice(&old, &section);
+    let doc = crate::splice(&old, BEGIN, END, &section);
     if let Some(dir) = out_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -912,22 +912,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     println!("{section}");
     println!("wrote {}", out_path.display());
     Ok(())
-}
-
-/// Replaces the generated section of `old` (between the markers) by `section`, or appends it.
-fn splice(old: &str, section: &str) -> String {
-    let block = format!("{BEGIN}\n{section}{END}\n");
-    match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if e > b => {
-            format!(
-                "{}{block}{}",
-                &old[..b],
-                old[e + END.len()..].trim_start_matches('\n')
-            )
-        }
-        _ if old.is_empty() => block,
-        _ => format!("{}\n\n{block}", old.trim_end()),
-    }
 }
 
 fn fmt_weights(w: &[f64; K]) -> String {
@@ -1178,15 +1162,18 @@ mod tests {
 
     #[test]
     fn splice_replaces_only_the_generated_section() {
-        let first = splice("# Title\n\nhand-written\n", "table one\n");
+        let first = crate::splice("# Title\n\nhand-written\n", BEGIN, END, "table one\n");
         assert!(first.starts_with("# Title\n\nhand-written\n"));
         assert!(first.contains("table one"));
-        let second = splice(&format!("{first}\nafter\n"), "table two\n");
+        let second = crate::splice(&format!("{first}\nafter\n"), BEGIN, END, "table two\n");
         assert!(!second.contains("table one"));
         assert!(second.contains("table two"));
         assert!(second.starts_with("# Title\n\nhand-written\n"));
         assert!(second.trim_end().ends_with("after"));
-        assert_eq!(splice("", "t\n"), format!("{BEGIN}\nt\n{END}\n"));
+        assert_eq!(
+            crate::splice("", BEGIN, END, "t\n"),
+            format!("{BEGIN}\nt\n{END}\n")
+        );
     }
 
     #[test]

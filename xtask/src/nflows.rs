@@ -20,7 +20,7 @@
 //! binary reports: on a shared machine the CPU time is the steadier of the two.
 
 use crate::mixture6d::{Mixture, write_csv as write_csv6};
-use crate::{flag_value, machine, root, run_cmd, write_atomic};
+use crate::{flag_value, machine, root, run_cmd, splice, write_atomic};
 use anyhow::{Context, Result, bail};
 use fm_data::{Affine, Toy};
 use plotters::prelude::*;
@@ -800,20 +800,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     println!("{section}");
     println!("wrote {}", out_path.display());
     Ok(())
-}
-
-/// Replaces the part of `old` between `begin` and `end` by `section`, or appends it.
-pub(crate) fn splice(old: &str, begin: &str, end: &str, section: &str) -> String {
-    let block = format!("{begin}\n{section}{end}\n");
-    match (old.find(begin), old.find(end)) {
-        (Some(b), Some(e)) if e > b => format!(
-            "{}{block}{}",
-            &old[..b],
-            old[e + end.len()..].trim_start_matches('\n')
-        ),
-        _ if old.is_empty() => block,
-        _ => format!("{}\n\n{block}", old.trim_end()),
-    }
 }
 
 /// A number for the table, `—` when not finite.

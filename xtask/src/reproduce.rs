@@ -149,7 +149,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         None => {}
         Some("mixture6d") => return crate::mixture6d::run(args),
         Some("nflows") => return crate::nflows::run(args),
-        Some(other) => bail!("unknown reproduce task `{other}`; the tasks are: mixture6d, nflows"),
+        Some("sbi") => return crate::sbi::run(args),
+        Some(other) => {
+            bail!("unknown reproduce task `{other}`; the tasks are: mixture6d, nflows, sbi")
+        }
     }
     let quick = args.iter().any(|a| a == "--quick");
     let seeds = match flag_value(args, "--seeds")? {
@@ -224,7 +227,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     } else {
         old
     };
-    write_atomic(&out_path, &crate::nflows::splice(&old, BEGIN, END, &doc))?;
+    write_atomic(&out_path, &crate::splice(&old, BEGIN, END, &doc))?;
     println!("{doc}");
     println!("wrote {}", out_path.display());
     if let Some(png) = fvs_png {

@@ -154,6 +154,11 @@ fn simulate(a: SimulateArgs) -> Result<Report> {
             start.elapsed().as_secs_f64()
         );
         report.insert("observation".into(), json!(i));
+        // The observation itself, so a caller can condition a model on it (`fm sample --context`).
+        report.insert(
+            "x_obs".into(),
+            json!(t.observation(i).map_err(sbi_err)?.to_vec()),
+        );
         report.insert("out".into(), json!(out.display().to_string()));
     } else {
         if a.observation.is_some() || a.out.is_some() {

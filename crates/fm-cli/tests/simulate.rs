@@ -85,6 +85,14 @@ fn reference_posterior_of_gaussian_linear_has_the_closed_form_mean() {
     let post = read_points(d.join("post.csv")).unwrap();
     use flow_matching::sbi::Task;
     let x = flow_matching::sbi::GaussianLinear.observation(2).unwrap();
+    // The report carries x_obs (for `fm sample --context`), bit for bit.
+    let reported: Vec<f64> = report["x_obs"]
+        .as_array()
+        .expect("x_obs in the report")
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(reported, x.to_vec());
     // Posterior N(x / 2, 0.05 I): the sample mean is within 4 standard errors.
     let se = (0.05f64 / 4000.0).sqrt();
     for (j, m) in post.mean_axis(ndarray::Axis(0)).unwrap().iter().enumerate() {
