@@ -344,34 +344,14 @@ impl Fm {
     /// Runs `fm ARGS --json` single-threaded; its JSON last line and its CPU seconds.
     fn json(&self, args: &[String]) -> Result<(serde_json::Value, f64)> {
         let c0 = children_cpu(self.ticks);
-        let output = Command::new(&self.bin)
-            .args(args)
-            .arg("--json")
-            .env("RAYON_NUM_THREADS", "1")
-            .output()
-            .with_context(|| format!("could not start {}", self.bin.display()))?;
-        let cpu = children_cpu(self.ticks) - c0;
-        if !output.status.success() {
-            bail!(
-                "fm {} failed ({}): {}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let last = stdout.lines().last().unwrap_or("");
-        let v = serde_json::from_str(last)
-            .with_context(|| format!("fm printed no JSON last line: {last}"))?;
-        Ok((v, cpu))
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("RAYON_NUM_THREADS", "1");
+        let v = crate::reproduce::fm_json_with(&mut cmd, args)?;
+        Ok((v, children_cpu(self.ticks) - c0))
     }
 }
 
-fn num(v: &serde_json::Value, key: &str) -> Result<f64> {
-    v[key]
-        .as_f64()
-        .with_context(|| format!("`{key}` missing from fm's JSON: {v}"))
-}
+use crate::reproduce::num;
 
 fn s(p: &Path) -> String {
     p.display().to_string()

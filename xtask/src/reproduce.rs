@@ -238,11 +238,18 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
 /// Runs `fm` with `args` and returns the JSON object on the last line of its stdout.
 pub(crate) fn fm_json(fm: &Path, args: &[String]) -> Result<serde_json::Value> {
-    let output = Command::new(fm)
+    fm_json_with(&mut Command::new(fm), args)
+}
+
+/// Runs `cmd` (an `fm` command, perhaps with its environment set) with `args` and `--json`, and
+/// returns the JSON object on the last line of its stdout; a failure names the command and
+/// quotes its stderr.
+pub(crate) fn fm_json_with(cmd: &mut Command, args: &[String]) -> Result<serde_json::Value> {
+    let output = cmd
         .args(args)
         .arg("--json")
         .output()
-        .with_context(|| format!("could not start {}", fm.display()))?;
+        .with_context(|| format!("could not start {}", cmd.get_program().to_string_lossy()))?;
     if !output.status.success() {
         bail!(
             "fm {} failed ({}): {}",
@@ -256,7 +263,7 @@ pub(crate) fn fm_json(fm: &Path, args: &[String]) -> Result<serde_json::Value> {
     serde_json::from_str(last).with_context(|| format!("fm printed no JSON last line: {last}"))
 }
 
-fn num(v: &serde_json::Value, key: &str) -> Result<f64> {
+pub(crate) fn num(v: &serde_json::Value, key: &str) -> Result<f64> {
     v[key]
         .as_f64()
         .with_context(|| format!("`{key}` missing from fm's JSON: {v}"))
