@@ -156,7 +156,10 @@ fn main() -> ExitCode {
         eprintln!("error: {msg}");
         return ExitCode::FAILURE;
     }
-    // A panic is a bug: report it in one line, without a backtrace, and exit with 1.
+    // A panic is a bug: report it in one line, without a backtrace, and exit with 1. The one
+    // exception is stdout closed by its reader (`fm datasets | head`): `println!` then panics
+    // with a broken pipe; that is no bug, so fm stops quietly with 141 (128 + SIGPIPE, what a
+    // program killed by SIGPIPE reports), as other Unix tools do.
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -164,6 +167,10 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
         eprintln!(
             "error: internal error ({msg}); this is a bug in fm, please report it with the command you ran"
         );
@@ -185,6 +192,10 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_line(&err));
             ExitCode::from(exit_code(&err))
         }
+        Err(_) if STDOUT_CLOSED.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::from(141),
         Err(_) => ExitCode::from(1),
     }
 }
+
+/// Set when a write to stdout failed because its reader had closed the pipe.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -455,3 +455,28 @@ fn sigkill_mid_run_then_resume_gives_the_uninterrupted_model() {
         std::fs::read(d.join("full.safetensors")).unwrap()
     );
 }
+
+/// A reader that closes stdout early (`fm datasets | head -1`) is no bug: fm stops quietly with
+/// 141 (128 + SIGPIPE) instead of reporting an internal error; with stdout open it succeeds.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // every write to the pipe now fails with a broken pipe
+    let out = Command::new(env!("CARGO_BIN_EXE_fm"))
+        .arg("datasets")
+        .current_dir(dir.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(141), "stderr: {err}");
+    assert!(
+        !err.contains("internal error") && !err.contains("panicked"),
+        "{err}"
+    );
+    let ok = fm(&["datasets"], dir.path());
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("moons"));
+}
