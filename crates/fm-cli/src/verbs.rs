@@ -12,7 +12,7 @@ use crate::safety::{self, Kind, check_outputs, out as output, spec_file};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use flow_matching::data::{Dataset, read_points, write_points};
-use flow_matching::ode::{Integrator, Solution, solver_by_name};
+use flow_matching::ode::{Solution, solver_by_name};
 use flow_matching::train::{Progress, SampleOptions, TrainedModel};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Array3, ArrayView2, Axis};
@@ -223,41 +223,7 @@ pub fn integrate(
     opts: &SampleOptions,
     (t0, t1): (f64, f64),
 ) -> Result<Solution> {
-    let solver = opts.solver.build();
-    let adaptive = solver.is_adaptive() && opts.steps.is_none();
-    let mut integ = Integrator::new(solver).span(t0, t1);
-    if adaptive {
-        let rtol = opts.rtol.unwrap_or(1e-5);
-        let atol = opts.atol.unwrap_or(1e-5);
-        if !(rtol > 0.0 && rtol < 1.0) {
-            bail!(input(format!(
-                "invalid --rtol {rtol}: give a relative tolerance in (0, 1)"
-            )));
-        }
-        if !(0.0..1.0).contains(&atol) {
-            bail!(input(format!(
-                "invalid --atol {atol}: give an absolute tolerance in [0, 1)"
-            )));
-        }
-        integ = integ.tolerances(rtol, atol);
-    } else {
-        if opts.rtol.is_some() || opts.atol.is_some() {
-            bail!(input(format!(
-                "--rtol/--atol need an adaptive solver (dopri5) and no --steps; `{}` takes --steps",
-                opts.solver
-            )));
-        }
-        integ = integ.steps(opts.steps.unwrap_or(100));
-    }
-    integ = integ.max_steps(opts.max_steps);
-    if opts.record >= 2 {
-        let k = (opts.record - 1) as f64;
-        integ = integ.record_at(
-            (0..opts.record)
-                .map(|i| t0 + (t1 - t0) * i as f64 / k)
-                .collect(),
-        );
-    }
+    let mut integ = flow_matching::train::integrator_over(opts, (t0, t1))?;
     let field = model.field(opts.use_ema)?;
     integ
         .run(field.as_ref(), x)

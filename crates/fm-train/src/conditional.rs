@@ -811,21 +811,13 @@ pub fn sample_conditional(
     context: &Context,
     guidance: Option<f64>,
 ) -> Result<(Array2<f64>, Solution), TrainError> {
-    if opts.n == 0 || opts.n > 100_000_000 {
-        return Err(TrainError::param(
-            "n",
-            opts.n,
-            "give between 1 and 100000000 samples",
-        ));
-    }
+    crate::sampling::check_batch_n(opts.n)?;
     let field = model.conditional_field(opts.use_ema, guidance)?;
     let layout = &model.config.context;
     let d = model.config.architecture.dim;
     let c = layout.encode(context, opts.n)?;
     let k = c.ncols();
-    let source = fm_data::Dataset::parse(&model.config.source, Some(d))?;
-    let mut rng = fm_core::rng::seeded(opts.seed);
-    let x_0 = source.sample(opts.n, &mut rng)?;
+    let x_0 = crate::sampling::draw_source(model, opts)?;
     let state = ndarray::concatenate(Axis(1), &[x_0.view(), c.view()]).expect("equal rows");
     let scaled;
     let opts_run = if opts.solver.is_adaptive() && opts.steps.is_none() {

@@ -73,7 +73,9 @@ pub use model::{
     Objective, time_columns,
 };
 pub use params::{OptimizerKind, TrainParams, ValidTrainParams};
-pub use sampling::{ADAPTIVE_CHUNK, MAX_SAMPLES, SampleOptions, sample, sample_chunked};
+pub use sampling::{
+    ADAPTIVE_CHUNK, MAX_SAMPLES, SampleOptions, integrator_over, sample, sample_chunked,
+};
 pub use trainable::{NETWORK_FORMAT, NETWORK_KEY, NetworkField, TrainableField, TrainedNet};
 pub use trained::TrainedModel;
 pub use trainer::{DIVERGENCE_FACTOR, MAX_ABS_WEIGHT, Progress, TrainOutcome, Trainer, batch_rng};

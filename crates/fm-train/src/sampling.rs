@@ -64,18 +64,9 @@ pub fn sample(
     model: &TrainedModel,
     opts: &SampleOptions,
 ) -> Result<(Array2<f64>, Solution), TrainError> {
-    if opts.n == 0 || opts.n > 100_000_000 {
-        return Err(TrainError::param(
-            "n",
-            opts.n,
-            "give between 1 and 100000000 samples",
-        ));
-    }
+    check_batch_n(opts.n)?;
     model.check_unconditional()?;
-    let dim = model.config.architecture.dim;
-    let source = Dataset::parse(&model.config.source, Some(dim))?;
-    let mut rng = fm_core::rng::seeded(opts.seed);
-    let x_0 = source.sample(opts.n, &mut rng)?;
+    let x_0 = draw_source(model, opts)?;
     let mut integ = integrator(opts)?;
     let field = model.field(opts.use_ema)?;
     let sol = integ.run(field.as_ref(), x_0.view())?;
@@ -186,11 +177,58 @@ pub fn sample_chunked(
     Ok(stats)
 }
 
-/// The integrator of `opts` (checked).
+/// Checks the number of points sampled as one batch: 1 to 100,000,000.
+pub(crate) fn check_batch_n(n: usize) -> Result<(), TrainError> {
+    if n == 0 || n > 100_000_000 {
+        return Err(TrainError::param(
+            "n",
+            n,
+            "give between 1 and 100000000 samples",
+        ));
+    }
+    Ok(())
+}
+
+/// The source draw `x_0` of a sample: `opts.n` points of the model's recorded source, from
+/// the seed's stream 0.
+pub(crate) fn draw_source(
+    model: &TrainedModel,
+    opts: &SampleOptions,
+) -> Result<Array2<f64>, TrainError> {
+    let dim = model.config.architecture.dim;
+    let source = Dataset::parse(&model.config.source, Some(dim))?;
+    let mut rng = fm_core::rng::seeded(opts.seed);
+    Ok(source.sample(opts.n, &mut rng)?)
+}
+
+/// The integrator of `opts` over `t = 0 → 1` (checked).
 pub(crate) fn integrator(opts: &SampleOptions) -> Result<Integrator<'static>, TrainError> {
+    integrator_over(opts, (0.0, 1.0))
+}
+
+/// The integrator of the solver settings of `opts` over `t0 → t1` (backwards when `t1 < t0`,
+/// e.g. `(1.0, 0.0)` runs data back to the source), with `opts.record` evenly spaced times
+/// recorded from `t0` to `t1` when at least 2. Checks the tolerances (adaptive solvers without
+/// `steps`), the fixed step count and `max_steps`; `n`, `seed` and `use_ema` are not read.
+///
+/// ```
+/// use fm_train::{SampleOptions, integrator_over};
+/// let opts = SampleOptions { steps: Some(10), ..Default::default() };
+/// let mut integ = integrator_over(&opts, (1.0, 0.0)).unwrap();
+/// let field = fm_core::FnField::new(1, |_t, x, mut v| v.assign(&x));
+/// let sol = integ.run(&field, ndarray::array![[1.0]].view()).unwrap();
+/// // dx/dt = x from t = 1 back to 0 by Euler (the default), h = −0.1: x ← 0.9 x, ten times
+/// assert!((sol.x[[0, 0]] - 0.9f64.powi(10)).abs() < 1e-12);
+/// let bad = SampleOptions { steps: Some(0), ..Default::default() };
+/// assert!(integrator_over(&bad, (0.0, 1.0)).is_err());
+/// ```
+pub fn integrator_over(
+    opts: &SampleOptions,
+    (t0, t1): (f64, f64),
+) -> Result<Integrator<'static>, TrainError> {
     let solver = opts.solver.build();
     let adaptive = opts.solver.is_adaptive();
-    let mut integ = Integrator::new(solver).span(0.0, 1.0);
+    let mut integ = Integrator::new(solver).span(t0, t1);
     if adaptive && opts.steps.is_none() {
         let rtol = opts.rtol.unwrap_or(1e-5);
         let atol = opts.atol.unwrap_or(1e-5);
@@ -235,8 +273,12 @@ pub(crate) fn integrator(opts: &SampleOptions) -> Result<Integrator<'static>, Tr
     }
     integ = integ.max_steps(opts.max_steps);
     if opts.record >= 2 {
-        let k = opts.record - 1;
-        integ = integ.record_at((0..=k).map(|i| i as f64 / k as f64).collect());
+        let k = (opts.record - 1) as f64;
+        integ = integ.record_at(
+            (0..opts.record)
+                .map(|i| t0 + (t1 - t0) * i as f64 / k)
+                .collect(),
+        );
     }
     Ok(integ)
 }
