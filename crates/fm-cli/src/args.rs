@@ -289,6 +289,11 @@ pub struct SampleArgs {
     /// The context of a conditional model.
     #[command(flatten)]
     pub ctx: crate::conditional::QueryContextArgs,
+    /// Keep only samples inside the support of this `fm simulate` task's prior
+    /// (gaussian_linear, gaussian_mixture, two_moons, slcp), drawing further rounds until
+    /// --n are accepted, as sbi does for its posteriors. Conditional models only.
+    #[arg(long, value_name = "TASK", conflicts_with = "trajectory")]
+    pub prior_task: Option<String>,
 }
 
 /// `fm eval`.

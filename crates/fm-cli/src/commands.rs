@@ -504,6 +504,12 @@ fn sample(a: SampleArgs) -> Result<Report> {
     crate::verbs::use_source(&mut model, &a.model, a.start.source.as_deref(), true)?;
     let record = if a.trajectory.is_some() { 21 } else { 0 };
     let opts = sample_options(&a.solver, n, a.seed, record, !a.no_ema)?;
+    if a.prior_task.is_some() && !model.is_conditional() {
+        bail!(input(format!(
+            "--prior-task rejects posterior samples outside a task's prior, but {} is an unconditional model: drop --prior-task (or train it with --context)",
+            a.model.display()
+        )));
+    }
     if model.is_conditional() || a.ctx.any() {
         return crate::conditional::sample(&a, &model, &opts)
             .map_err(|e| integration_failure(e, opts.solver.name(), Some(opts.max_steps)));

@@ -398,8 +398,32 @@ pub fn sample(a: &SampleArgs, model: &TrainedModel, opts: &SampleOptions) -> Res
     let stages = crate::budget::stages(opts.solver.name());
     crate::budget::integrate_need(opts.n, arch.dim + k, &arch.hidden, stages)
         .check(&crate::budget::limit()?)?;
+    let prior = match &a.prior_task {
+        Some(name) => {
+            let t =
+                flow_matching::sbi::task(name).map_err(|e| input(format!("--prior-task: {e}")))?;
+            if t.theta_dim() != arch.dim {
+                bail!(input(format!(
+                    "--prior-task {name}: its θ has {} dimensions but {} samples {} (give the task the model was trained on)",
+                    t.theta_dim(),
+                    a.model.display(),
+                    arch.dim
+                )));
+            }
+            Some(t)
+        }
+        None => None,
+    };
     let start = Instant::now();
-    let (_, sol) = flow_matching::train::sample_conditional(model, opts, &ctx, a.ctx.guidance)?;
+    let (_, mut sol) = flow_matching::train::sample_conditional(model, opts, &ctx, a.ctx.guidance)?;
+    let mut drawn = opts.n;
+    if let Some(t) = &prior {
+        let (x, extra) =
+            reject_outside_prior(t.as_ref(), model, opts, &ctx, a.ctx.guidance, sol.x)?;
+        sol.x = x;
+        drawn += extra.0;
+        sol.stats.nfe += extra.1;
+    }
     let secs = start.elapsed().as_secs_f64();
     write_points(&a.out, sol.x.view())?;
     if let Some(t) = &a.trajectory {
@@ -409,8 +433,20 @@ pub fn sample(a: &SampleArgs, model: &TrainedModel, opts: &SampleOptions) -> Res
         "{} conditional samples with {} in {:.3} s: {} function evaluations ({} steps accepted, {} rejected)",
         opts.n, opts.solver, secs, sol.stats.nfe, sol.stats.accepted, sol.stats.rejected
     );
+    if let Some(name) = &a.prior_task {
+        println!(
+            "{} of {drawn} draws inside the prior of {name} (acceptance {:.4})",
+            opts.n,
+            opts.n as f64 / drawn as f64
+        );
+    }
     println!("samples written to {}", a.out.display());
     let mut r = Report::new();
+    if a.prior_task.is_some() {
+        r.insert("prior_task".into(), json!(a.prior_task));
+        r.insert("drawn".into(), json!(drawn));
+        r.insert("acceptance".into(), json!(opts.n as f64 / drawn as f64));
+    }
     r.insert("command".into(), json!("sample"));
     r.insert("n".into(), json!(opts.n));
     r.insert("solver".into(), json!(opts.solver.name()));
@@ -421,6 +457,68 @@ pub fn sample(a: &SampleArgs, model: &TrainedModel, opts: &SampleOptions) -> Res
     r.insert("guidance".into(), json!(a.ctx.guidance.unwrap_or(1.0)));
     r.insert("out".into(), json!(a.out.display().to_string()));
     Ok(r)
+}
+
+/// Rounds of `--prior-task` rejection: at most this many draws of `n` in all.
+const PRIOR_ROUNDS: usize = 100;
+/// Mixed into the seed of the RNG that seeds `--prior-task`'s further rounds.
+const PRIOR_STREAM: u64 = 0x7072_696f_725f_7461;
+
+/// Keeps the rows of `first` inside the support of `task`'s prior and draws further rounds of
+/// `opts.n` (the seeds of the further rounds drawn from an RNG seeded by `opts.seed`, so the
+/// result depends only on the seed) until
+/// `opts.n` are accepted, in order of drawing. Returns the samples and (extra draws, extra
+/// function evaluations). Fails after [`PRIOR_ROUNDS`] draws, i.e. below 1% acceptance,
+/// instead of looping on a model that puts its mass outside the prior.
+fn reject_outside_prior(
+    task: &dyn flow_matching::sbi::Task,
+    model: &TrainedModel,
+    opts: &SampleOptions,
+    ctx: &Context,
+    guidance: Option<f64>,
+    first: Array2<f64>,
+) -> Result<(Array2<f64>, (usize, usize))> {
+    let n = opts.n;
+    let d = first.ncols();
+    let mut kept: Vec<f64> = Vec::with_capacity(n * d);
+    let accept = |x: &Array2<f64>, kept: &mut Vec<f64>| -> Result<()> {
+        let lp = task
+            .prior_log_prob(x.view())
+            .map_err(|e| input(e.to_string()))?;
+        for (row, l) in x.rows().into_iter().zip(lp.iter()) {
+            if kept.len() == n * d {
+                break;
+            }
+            if l.is_finite() {
+                kept.extend(row.iter());
+            }
+        }
+        Ok(())
+    };
+    accept(&first, &mut kept)?;
+    let (mut extra, mut nfe) = (0, 0);
+    let mut round = 1;
+    let mut seeds = flow_matching::core::rng::seeded(opts.seed ^ PRIOR_STREAM);
+    while kept.len() < n * d {
+        if round == PRIOR_ROUNDS {
+            bail!(input(format!(
+                "--prior-task {}: only {} of {} draws fell inside the prior's support (acceptance {:.2e}, below 1/{PRIOR_ROUNDS}): the posterior puts almost all its mass outside the prior; check that --context is an observation of this task and that the model was trained on it, or sample without --prior-task",
+                task.name(),
+                kept.len() / d.max(1),
+                n * round,
+                (kept.len() / d.max(1)) as f64 / (n * round) as f64
+            )));
+        }
+        let mut o = opts.clone();
+        o.seed = rand::Rng::random(&mut seeds);
+        let (_, sol) = flow_matching::train::sample_conditional(model, &o, ctx, guidance)?;
+        extra += n;
+        nfe += sol.stats.nfe;
+        accept(&sol.x, &mut kept)?;
+        round += 1;
+    }
+    let x = Array2::from_shape_vec((n, d), kept).expect("n rows of d");
+    Ok((x, (extra, nfe)))
 }
 
 /// `fm likelihood` of a conditional model: `log p(x | c)` (the outputs are already checked).

@@ -294,3 +294,164 @@ fn bad_inputs_exit_with_2_and_name_the_fix() {
     }
     assert!(!d.join("t.csv").exists() && !d.join("p.csv").exists());
 }
+
+/// `fm sample --prior-task`: every kept sample lies in the task's prior box; the kept samples
+/// begin with the in-support rows of the plain draw of the same seed, in order (the first
+/// round is that draw); the same seed gives the same bytes; the JSON's acceptance is n over
+/// the draws made. Bad uses exit 2 naming the fix, and a posterior that lies wholly outside
+/// the prior stops with an error instead of drawing forever.
+#[test]
+fn sample_prior_task_keeps_only_draws_inside_the_prior() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = [
+        "simulate",
+        "--task",
+        "two_moons",
+        "--n",
+        "2000",
+        "--seed",
+        "1",
+        "--out-theta",
+        "th.csv",
+        "--out-x",
+        "x.csv",
+    ];
+    ok(&fm(&sim, d));
+    let train = |target: &str, out: &str| {
+        ok(&fm(
+            &[
+                "train",
+                "--target",
+                target,
+                "--context",
+                "x.csv",
+                "--matcher",
+                "icfm",
+                "--hidden",
+                "32,32",
+                "--steps",
+                "150",
+                "--batch",
+                "128",
+                "--quiet",
+                "--out",
+                out,
+            ],
+            d,
+        ))
+    };
+    train("th.csv", "m.safetensors");
+    let sample = |extra: &[&str], out: &str| {
+        let mut a = vec![
+            "sample",
+            "--model",
+            "m.safetensors",
+            "--context",
+            "0.1,-0.2",
+            "--n",
+            "3000",
+            "--solver",
+            "midpoint",
+            "--steps",
+            "10",
+            "--seed",
+            "5",
+            "--json",
+            "--out",
+            out,
+        ];
+        a.extend(extra);
+        fm(&a, d)
+    };
+    ok(&sample(&[], "plain.csv"));
+    let o = sample(&["--prior-task", "two_moons"], "kept.csv");
+    ok(&o);
+    ok(&sample(&["--prior-task", "two_moons"], "kept2.csv"));
+    let plain = read_points(d.join("plain.csv")).unwrap();
+    let kept = read_points(d.join("kept.csv")).unwrap();
+    assert_eq!(kept.dim(), (3000, 2));
+    assert!(
+        kept.iter().all(|v| v.abs() <= 1.0),
+        "two_moons' prior is U([-1, 1]^2)"
+    );
+    let inside: Vec<_> = plain
+        .rows()
+        .into_iter()
+        .filter(|r| r.iter().all(|v| v.abs() <= 1.0))
+        .collect();
+    assert!(
+        inside.len() < 3000,
+        "an undertrained model should leak outside the prior; the test needs some rejections"
+    );
+    for (i, r) in inside.iter().enumerate() {
+        assert_eq!(*r, kept.row(i), "row {i}");
+    }
+    assert_eq!(
+        std::fs::read(d.join("kept.csv")).unwrap(),
+        std::fs::read(d.join("kept2.csv")).unwrap()
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let j: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let drawn = j["drawn"].as_u64().unwrap() as usize;
+    assert_eq!(drawn % 3000, 0);
+    assert!(drawn >= 6000);
+    assert!((j["acceptance"].as_f64().unwrap() - 3000.0 / drawn as f64).abs() < 1e-12);
+
+    let bad = |o: Output, needles: &[&str]| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "`{n}` missing from: {err}");
+        }
+    };
+    bad(
+        sample(&["--prior-task", "moons"], "e.csv"),
+        &["--prior-task", "two_moons"],
+    );
+    bad(
+        sample(&["--prior-task", "gaussian_linear"], "e.csv"),
+        &["--prior-task gaussian_linear", "10 dimensions"],
+    );
+    // θ far outside [-1, 1]^2: no draw is ever accepted.
+    let far: Vec<String> = std::fs::read_to_string(d.join("th.csv"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                l.to_string()
+            } else {
+                l.split(',')
+                    .map(|v| (v.parse::<f64>().unwrap() + 20.0).to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        })
+        .collect();
+    std::fs::write(d.join("far.csv"), far.join("\n") + "\n").unwrap();
+    train("far.csv", "far.safetensors");
+    let o = fm(
+        &[
+            "sample",
+            "--model",
+            "far.safetensors",
+            "--context",
+            "0.1,-0.2",
+            "--n",
+            "20",
+            "--solver",
+            "euler",
+            "--steps",
+            "4",
+            "--prior-task",
+            "two_moons",
+            "--out",
+            "e.csv",
+        ],
+        d,
+    );
+    bad(o, &["acceptance", "outside the prior"]);
+    assert!(!d.join("e.csv").exists());
+}
