@@ -410,19 +410,24 @@ pub fn sample(a: &SampleArgs, model: &TrainedModel, opts: &SampleOptions) -> Res
                     arch.dim
                 )));
             }
+            if ctx.len() > 1 {
+                bail!(input(format!(
+                    "--prior-task rejects samples, which would misalign the {} per-row contexts of --context-file: give one context row (or sample without --prior-task)",
+                    ctx.len()
+                )));
+            }
             Some(t)
         }
         None => None,
     };
     let start = Instant::now();
     let (_, mut sol) = flow_matching::train::sample_conditional(model, opts, &ctx, a.ctx.guidance)?;
-    let mut drawn = opts.n;
+    let mut rejection = None;
     if let Some(t) = &prior {
-        let (x, extra) =
-            reject_outside_prior(t.as_ref(), model, opts, &ctx, a.ctx.guidance, sol.x)?;
+        let (x, r) = reject_outside_prior(t.as_ref(), model, opts, &ctx, a.ctx.guidance, sol.x)?;
         sol.x = x;
-        drawn += extra.0;
-        sol.stats.nfe += extra.1;
+        sol.stats.nfe += r.nfe;
+        rejection = Some(r);
     }
     let secs = start.elapsed().as_secs_f64();
     write_points(&a.out, sol.x.view())?;
@@ -433,19 +438,25 @@ pub fn sample(a: &SampleArgs, model: &TrainedModel, opts: &SampleOptions) -> Res
         "{} conditional samples with {} in {:.3} s: {} function evaluations ({} steps accepted, {} rejected)",
         opts.n, opts.solver, secs, sol.stats.nfe, sol.stats.accepted, sol.stats.rejected
     );
-    if let Some(name) = &a.prior_task {
+    if let (Some(name), Some(r)) = (&a.prior_task, &rejection) {
         println!(
-            "{} of {drawn} draws inside the prior of {name} (acceptance {:.4})",
-            opts.n,
-            opts.n as f64 / drawn as f64
+            "{} of {} draws inside the prior of {name} (acceptance {:.4}); the first {} kept",
+            r.inside,
+            r.drawn,
+            r.inside as f64 / r.drawn as f64,
+            opts.n
         );
     }
     println!("samples written to {}", a.out.display());
     let mut r = Report::new();
-    if a.prior_task.is_some() {
+    if let Some(rej) = &rejection {
         r.insert("prior_task".into(), json!(a.prior_task));
-        r.insert("drawn".into(), json!(drawn));
-        r.insert("acceptance".into(), json!(opts.n as f64 / drawn as f64));
+        r.insert("drawn".into(), json!(rej.drawn));
+        r.insert("inside".into(), json!(rej.inside));
+        r.insert(
+            "acceptance".into(),
+            json!(rej.inside as f64 / rej.drawn as f64),
+        );
     }
     r.insert("command".into(), json!("sample"));
     r.insert("n".into(), json!(opts.n));
@@ -459,17 +470,28 @@ pub fn sample(a: &SampleArgs, model: &TrainedModel, opts: &SampleOptions) -> Res
     Ok(r)
 }
 
-/// Rounds of `--prior-task` rejection: at most this many draws of `n` in all.
-const PRIOR_ROUNDS: usize = 100;
+/// `--prior-task` rejection draws at most this many times `--n` in all (so it gives up below
+/// an acceptance of 1/`PRIOR_BUDGET`).
+const PRIOR_BUDGET: usize = 100;
 /// Mixed into the seed of the RNG that seeds `--prior-task`'s further rounds.
 const PRIOR_STREAM: u64 = 0x7072_696f_725f_7461;
 
-/// Keeps the rows of `first` inside the support of `task`'s prior and draws further rounds of
-/// `opts.n` (the seeds of the further rounds drawn from an RNG seeded by `opts.seed`, so the
-/// result depends only on the seed) until
-/// `opts.n` are accepted, in order of drawing. Returns the samples and (extra draws, extra
-/// function evaluations). Fails after [`PRIOR_ROUNDS`] draws, i.e. below 1% acceptance,
-/// instead of looping on a model that puts its mass outside the prior.
+/// What `--prior-task` rejection drew.
+struct Rejection {
+    /// Draws made, the first round's `n` included.
+    drawn: usize,
+    /// Draws inside the prior's support (kept or not).
+    inside: usize,
+    /// Function evaluations of the further rounds.
+    nfe: usize,
+}
+
+/// Keeps the rows of `first` (a draw of `opts.n`) inside the support of `task`'s prior and
+/// draws further rounds until `opts.n` are kept, in order of drawing. A further round draws
+/// the missing count divided by the acceptance so far, with a 20% margin, at least 64 and at
+/// most `opts.n`; its seed comes from an RNG seeded by `opts.seed`, so the result depends only
+/// on the seed. Fails once [`PRIOR_BUDGET`] · `n` draws have been made, instead of looping on a
+/// model that puts its mass outside the prior.
 fn reject_outside_prior(
     task: &dyn flow_matching::sbi::Task,
     model: &TrainedModel,
@@ -477,48 +499,58 @@ fn reject_outside_prior(
     ctx: &Context,
     guidance: Option<f64>,
     first: Array2<f64>,
-) -> Result<(Array2<f64>, (usize, usize))> {
+) -> Result<(Array2<f64>, Rejection)> {
     let n = opts.n;
     let d = first.ncols();
     let mut kept: Vec<f64> = Vec::with_capacity(n * d);
-    let accept = |x: &Array2<f64>, kept: &mut Vec<f64>| -> Result<()> {
+    let mut r = Rejection {
+        drawn: 0,
+        inside: 0,
+        nfe: 0,
+    };
+    let accept = |x: &Array2<f64>, kept: &mut Vec<f64>, r: &mut Rejection| -> Result<()> {
         let lp = task
             .prior_log_prob(x.view())
             .map_err(|e| input(e.to_string()))?;
+        r.drawn += x.nrows();
         for (row, l) in x.rows().into_iter().zip(lp.iter()) {
-            if kept.len() == n * d {
-                break;
-            }
             if l.is_finite() {
-                kept.extend(row.iter());
+                r.inside += 1;
+                if kept.len() < n * d {
+                    kept.extend(row.iter());
+                }
             }
         }
         Ok(())
     };
-    accept(&first, &mut kept)?;
-    let (mut extra, mut nfe) = (0, 0);
-    let mut round = 1;
+    accept(&first, &mut kept, &mut r)?;
     let mut seeds = flow_matching::core::rng::seeded(opts.seed ^ PRIOR_STREAM);
     while kept.len() < n * d {
-        if round == PRIOR_ROUNDS {
+        if r.drawn >= PRIOR_BUDGET * n {
             bail!(input(format!(
-                "--prior-task {}: only {} of {} draws fell inside the prior's support (acceptance {:.2e}, below 1/{PRIOR_ROUNDS}): the posterior puts almost all its mass outside the prior; check that --context is an observation of this task and that the model was trained on it, or sample without --prior-task",
+                "--prior-task {}: only {} of {} draws fell inside the prior's support (acceptance {:.2e}, below 1/{PRIOR_BUDGET}): the posterior puts almost all its mass outside the prior; check that --context is an observation of this task and that the model was trained on it, or sample without --prior-task",
                 task.name(),
-                kept.len() / d.max(1),
-                n * round,
-                (kept.len() / d.max(1)) as f64 / (n * round) as f64
+                r.inside,
+                r.drawn,
+                r.inside as f64 / r.drawn as f64
             )));
         }
+        let missing = n - kept.len() / d;
+        let rate = r.inside as f64 / r.drawn as f64;
+        let m = if r.inside == 0 {
+            n
+        } else {
+            ((1.2 * missing as f64 / rate).ceil() as usize).clamp(64, n.max(64))
+        };
         let mut o = opts.clone();
+        o.n = m;
         o.seed = rand::Rng::random(&mut seeds);
         let (_, sol) = flow_matching::train::sample_conditional(model, &o, ctx, guidance)?;
-        extra += n;
-        nfe += sol.stats.nfe;
-        accept(&sol.x, &mut kept)?;
-        round += 1;
+        r.nfe += sol.stats.nfe;
+        accept(&sol.x, &mut kept, &mut r)?;
     }
     let x = Array2::from_shape_vec((n, d), kept).expect("n rows of d");
-    Ok((x, (extra, nfe)))
+    Ok((x, r))
 }
 
 /// `fm likelihood` of a conditional model: `log p(x | c)` (the outputs are already checked).
